@@ -1,0 +1,8 @@
+//! Lambda function serving `POST /v1/auth/password/reset`: builds the state once, then serves the endpoint.
+
+use user_service::http::routes::reset_password;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    user_service::lambda::run(reset_password::router).await
+}

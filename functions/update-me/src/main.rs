@@ -1,0 +1,8 @@
+//! Lambda function serving `PATCH /v1/users/me`: builds the state once, then serves the endpoint.
+
+use user_service::http::routes::update_me;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    user_service::lambda::run(update_me::router).await
+}

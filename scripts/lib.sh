@@ -1,0 +1,211 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/test.sh and scripts/load.sh. Source it, do not run it:
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# Sourcing it sets REPO_ROOT, CACHE_DIR and CARGO_TARGET_DIR, and puts ~/.cargo/bin on PATH.
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE_DIR="${USER_SERVICE_CACHE_DIR:-$HOME/.cache/user-service}"
+VENV_DIR="$CACHE_DIR/venv"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_TERM_COLOR=never
+fi
+case ":$PATH:" in
+    *":$HOME/.cargo/bin:"*) ;;
+    *) export PATH="$HOME/.cargo/bin:$PATH" ;;
+esac
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Seconds as "1m 23s".
+fmt_duration() { printf '%dm %02ds' "$(($1 / 60))" "$(($1 % 60))"; }
+
+# shellcheck disable=SC2034 # read by the sourcing script's exit trap
+CURRENT_STEP=""
+# step NAME CMD [ARGS...]: announce "==> NAME", run CMD, report its time. Any failure
+# stops the script (set -e); CURRENT_STEP says where for the exit message.
+step() {
+    local name="$1" started=$SECONDS
+    shift
+    CURRENT_STEP="$name"
+    printf '\n==> %s\n' "$name"
+    "$@"
+    printf -- '--> %s: ok (%s)\n' "$name" "$(fmt_duration $((SECONDS - started)))"
+    CURRENT_STEP=""
+}
+
+# ---------------------------------------------------------------------------------------
+# Rust toolchain
+# ---------------------------------------------------------------------------------------
+
+# ensure_rust_components COMPONENT...: `rustup component add` the ones not yet installed.
+ensure_rust_components() {
+    command -v cargo >/dev/null || die "cargo not found on PATH"
+    if ! command -v rustup >/dev/null; then
+        log "rustup not found; assuming the toolchain already has: $*"
+        return 0
+    fi
+    local installed missing=() c
+    installed="$(rustup component list --installed 2>/dev/null || true)"
+    for c in "$@"; do
+        grep -Eq "^${c}(-|$)" <<<"$installed" || missing+=("$c")
+    done
+    if ((${#missing[@]})); then
+        log "installing rustup components: ${missing[*]}"
+        rustup component add "${missing[@]}"
+    fi
+}
+
+# ensure_cargo_tool BINARY [CRATE]: `cargo install CRATE --locked` when BINARY is not on PATH.
+ensure_cargo_tool() {
+    local bin="$1" crate="${2:-$1}"
+    command -v "$bin" >/dev/null && return 0
+    log "installing $crate with cargo install (into ~/.cargo/bin)"
+    cargo install "$crate" --locked
+    command -v "$bin" >/dev/null || die "$bin still not on PATH after cargo install $crate"
+}
+
+# ---------------------------------------------------------------------------------------
+# Local services: PostgreSQL and Redis
+# ---------------------------------------------------------------------------------------
+
+# True when something accepts TCP connections on HOST PORT (bash /dev/tcp, no client needed).
+tcp_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+postgres_up() {
+    if command -v pg_isready >/dev/null; then
+        pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 3
+    elif command -v psql >/dev/null; then
+        psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -XAtqc 'select 1' >/dev/null 2>&1
+    else
+        tcp_open "$PG_HOST" "$PG_PORT"
+    fi
+}
+
+redis_up() {
+    if command -v redis-cli >/dev/null; then
+        [[ "$(timeout 3 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+    else
+        # No client (e.g. a GitHub runner): speak RESP over /dev/tcp.
+        # shellcheck disable=SC2016 # expanded by the inner bash
+        timeout 3 bash -c '
+            exec 3<>"/dev/tcp/$1/$2" || exit 1
+            printf "PING\r\n" >&3
+            IFS= read -r reply <&3
+            [[ "$reply" == "+PONG"* ]]' _ "$REDIS_HOST" "$REDIS_PORT" 2>/dev/null
+    fi
+}
+
+start_postgres() {
+    command -v pg_ctlcluster >/dev/null || { log "pg_ctlcluster not found"; return 0; }
+    local version
+    for version in /etc/postgresql/*/; do
+        version="$(basename "$version")"
+        [[ -d "/etc/postgresql/$version/main" ]] || continue
+        log "starting PostgreSQL $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    done
+}
+
+start_redis() {
+    command -v redis-server >/dev/null || { log "redis-server not found"; return 0; }
+    log "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
+        --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+}
+
+# wait_until SECONDS CHECK: poll CHECK every half second until it passes or time runs out.
+wait_until() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
+# ensure_services: Postgres on 127.0.0.1:5432 and Redis on 127.0.0.1:6379, started with the
+# machine's own commands when down; fails with a clear message when they stay down.
+ensure_services() {
+    if ! postgres_up; then
+        log "PostgreSQL is not answering on $PG_HOST:$PG_PORT"
+        start_postgres
+        wait_until 30 postgres_up ||
+            die "PostgreSQL is still down on $PG_HOST:$PG_PORT (tried: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start)"
+    fi
+    if ! redis_up; then
+        log "Redis is not answering on $REDIS_HOST:$REDIS_PORT"
+        start_redis
+        wait_until 15 redis_up ||
+            die "Redis is still down on $REDIS_HOST:$REDIS_PORT (tried: redis-server --daemonize yes ...; see /var/log/redis/ci.log)"
+    fi
+    log "PostgreSQL $PG_HOST:$PG_PORT and Redis $REDIS_HOST:$REDIS_PORT are up"
+}
+
+# ---------------------------------------------------------------------------------------
+# Python tools (moto, cfn-lint, ...)
+# ---------------------------------------------------------------------------------------
+
+# ensure_venv REQUIREMENT...: create the venv at $VENV_DIR if it is missing, pip install
+# (quietly) only the requirements not already satisfied in it (pip-style specs such as
+# 'moto[server]' or 'cfn-lint>=1'), then activate it: its bin/ goes first on PATH.
+ensure_venv() {
+    local py="$VENV_DIR/bin/python"
+    if [[ ! -x "$py" ]]; then
+        log "creating Python venv at $VENV_DIR"
+        mkdir -p "$(dirname "$VENV_DIR")"
+        python3 -m venv "$VENV_DIR"
+    fi
+    if (($#)); then
+        local unmet missing=()
+        # Prints the requirements that are not installed (or whose version or extras'
+        # dependencies are not), one per line.
+        unmet="$("$py" - "$@" <<'PY'
+import sys
+from importlib import metadata
+from pip._vendor.packaging.requirements import Requirement
+
+def satisfied(req, seen=frozenset()):
+    try:
+        dist = metadata.distribution(req.name)
+    except metadata.PackageNotFoundError:
+        return False
+    if req.specifier and not req.specifier.contains(dist.version, prereleases=True):
+        return False
+    for extra in req.extras:
+        for dep in dist.requires or []:
+            dep = Requirement(dep)
+            if dep.marker and dep.marker.evaluate({"extra": extra}) and dep.name not in seen:
+                if not satisfied(dep, seen | {req.name}):
+                    return False
+    return True
+
+for spec in sys.argv[1:]:
+    if not satisfied(Requirement(spec)):
+        print(spec)
+PY
+        )"
+        [[ -z "$unmet" ]] || mapfile -t missing <<<"$unmet"
+        if ((${#missing[@]})); then
+            log "pip installing into $VENV_DIR: ${missing[*]}"
+            "$py" -m pip install --quiet --disable-pip-version-check "${missing[@]}"
+        fi
+    fi
+    export VIRTUAL_ENV="$VENV_DIR"
+    case ":$PATH:" in
+        *":$VENV_DIR/bin:"*) ;;
+        *) export PATH="$VENV_DIR/bin:$PATH" ;;
+    esac
+}

@@ -1,0 +1,378 @@
+//! JWT signing keys: where they come from ([`KeySource`]), and the set in use ([`KeySet`]).
+//!
+//! A key set is an ordered list of private keys: the first signs new tokens, every one of
+//! them verifies and is published in the JWKS. Rotation without downtime is therefore:
+//! put the new key first and keep the old one after it until every token it signed has
+//! expired, then drop it. Each key's `kid` is its RFC 7638 thumbprint, so every instance
+//! given the same keys agrees on the ids without coordination.
+//!
+//! Private key material never leaves this module except as the `EncodingKey` that signs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context as _, anyhow, bail};
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The asymmetric algorithms a key may be for. HMAC is deliberately absent: a shared secret
+/// would let every verifier mint tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256 (the default: small keys, fast).
+    Es256,
+    /// RSA PKCS#1 v1.5 with SHA-256, 2048-bit keys (slow to sign, widest support).
+    Rs256,
+    /// Ed25519 (fastest).
+    EdDsa,
+}
+
+impl KeyAlgorithm {
+    /// The `alg` header value.
+    pub fn jwt_algorithm(self) -> Algorithm {
+        match self {
+            Self::Es256 => Algorithm::ES256,
+            Self::Rs256 => Algorithm::RS256,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+
+    /// A fresh private key for this algorithm, PKCS#8 PEM.
+    pub fn generate_pem(self) -> anyhow::Result<SecretString> {
+        let der: Vec<u8> = match self {
+            Self::Es256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                    .map_err(|_| anyhow!("generating a P-256 key"))?
+                    .as_ref()
+                    .to_vec()
+            }
+            // PKCS#8 v1 (no embedded public key): the form jsonwebtoken reads.
+            Self::EdDsa => {
+                let pair =
+                    Ed25519KeyPair::generate().map_err(|_| anyhow!("generating an Ed25519 key"))?;
+                let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair
+                    .as_der()
+                    .map_err(|_| anyhow!("encoding the Ed25519 key"))?;
+                der.as_ref().to_vec()
+            }
+            Self::Rs256 => {
+                let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| anyhow!("generating an RSA key"))?;
+                pair.as_der()
+                    .map_err(|_| anyhow!("encoding the RSA key"))?
+                    .as_ref()
+                    .to_vec()
+            }
+        };
+        Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der)).into())
+    }
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ES256" => Ok(Self::Es256),
+            "RS256" => Ok(Self::Rs256),
+            "EdDSA" => Ok(Self::EdDsa),
+            other => Err(format!(
+                "{other:?} is not supported; use ES256, RS256 or EdDSA"
+            )),
+        }
+    }
+}
+
+/// Where signing keys come from: a PEM file here, AWS Secrets Manager on Lambda.
+pub trait KeySource {
+    /// The PEM text of every key, the signing key first.
+    fn load(&self) -> impl Future<Output = anyhow::Result<SecretString>> + Send;
+}
+
+/// Keys in a local PEM file, created (mode 0600) with one fresh key if it is missing.
+#[derive(Debug, Clone)]
+pub struct PemFile {
+    path: PathBuf,
+    algorithm_for_new_key: KeyAlgorithm,
+}
+
+impl PemFile {
+    /// Keys at `path`; a missing file gets one new key for `algorithm_for_new_key`.
+    pub fn new(path: impl Into<PathBuf>, algorithm_for_new_key: KeyAlgorithm) -> Self {
+        Self {
+            path: path.into(),
+            algorithm_for_new_key,
+        }
+    }
+}
+
+impl KeySource for PemFile {
+    async fn load(&self) -> anyhow::Result<SecretString> {
+        let path = self.path.clone();
+        let algorithm = self.algorithm_for_new_key;
+        tokio::task::spawn_blocking(move || read_or_create(&path, algorithm)).await?
+    }
+}
+
+fn read_or_create(path: &Path, algorithm: KeyAlgorithm) -> anyhow::Result<SecretString> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Write a private temporary file, then hard-link it into place: the link fails if
+    // another instance created the key first, and nobody ever reads a half-written file.
+    let pem = algorithm.generate_pem()?;
+    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .with_context(|| format!("creating {}", temporary.display()))?;
+        file.write_all(pem.expose_secret().as_bytes())?;
+        file.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&temporary, path);
+    let _ = std::fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), ?algorithm, "created a new JWT signing key");
+            Ok(pem)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path)?.into())
+        }
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+/// One key of the set.
+pub struct SigningKey {
+    kid: String,
+    algorithm: KeyAlgorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_jwk: Jwk,
+}
+
+impl SigningKey {
+    /// Reads one PKCS#8 (or PKCS#1 RSA) private key in PEM; the algorithm follows the key type.
+    pub fn from_pem(pem_text: &str) -> anyhow::Result<Self> {
+        let bytes = pem_text.as_bytes();
+        let (algorithm, encoding) = if let Ok(k) = EncodingKey::from_ec_pem(bytes) {
+            (KeyAlgorithm::Es256, k)
+        } else if let Ok(k) = EncodingKey::from_ed_pem(bytes) {
+            (KeyAlgorithm::EdDsa, k)
+        } else if let Ok(k) = EncodingKey::from_rsa_pem(bytes) {
+            (KeyAlgorithm::Rs256, k)
+        } else {
+            bail!("not a P-256, Ed25519 or RSA private key");
+        };
+        let mut public_jwk = Jwk::from_encoding_key(&encoding, algorithm.jwt_algorithm())
+            .context("deriving the public key")?;
+        let kid = public_jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .context("computing the key id")?;
+        public_jwk.common.key_id = Some(kid.clone());
+        public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let decoding = DecodingKey::from_jwk(&public_jwk).context("building the verifier")?;
+        Ok(Self {
+            kid,
+            algorithm,
+            encoding,
+            decoding,
+            public_jwk,
+        })
+    }
+
+    /// The key id (`kid` header).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm this key signs with.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// Signs with this key.
+    pub fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    /// Verifies with this key's public half.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys in use: the first signs, all verify.
+pub struct KeySet {
+    keys: Vec<SigningKey>,
+    by_kid: HashMap<String, usize>,
+    /// HMAC key derived from the signing key, for values the service signs for itself
+    /// (pagination cursors): every instance with the same keys derives the same one.
+    mac_key: aws_lc_rs::hmac::Key,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    /// Loads the set from a [`KeySource`].
+    pub async fn load(source: &impl KeySource) -> anyhow::Result<Self> {
+        let text = source.load().await?;
+        Self::from_pem(&text)
+    }
+
+    /// Reads every PEM block of `text`, in order.
+    pub fn from_pem(text: &SecretString) -> anyhow::Result<Self> {
+        let blocks = pem::parse_many(text.expose_secret()).context("reading PEM")?;
+        let mut keys = Vec::with_capacity(blocks.len());
+        for (index, block) in blocks.iter().enumerate() {
+            let key = SigningKey::from_pem(&pem::encode(block))
+                .with_context(|| format!("key {} of the key file", index + 1))?;
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            bail!("the key file holds no private key");
+        }
+        let by_kid = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.kid.clone(), i))
+            .collect();
+        let mac_key = {
+            use aws_lc_rs::hmac;
+            let root = hmac::Key::new(hmac::HMAC_SHA256, keys[0].encoding.as_bytes());
+            let derived = hmac::sign(&root, b"user-service internal mac key v1");
+            hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+        };
+        Ok(Self {
+            keys,
+            by_kid,
+            mac_key,
+        })
+    }
+
+    /// Signs `data` with the derived MAC key (HMAC-SHA256).
+    pub fn mac(&self, data: &[u8]) -> Vec<u8> {
+        aws_lc_rs::hmac::sign(&self.mac_key, data).as_ref().to_vec()
+    }
+
+    /// Checks a MAC made by [`mac`](Self::mac), in constant time.
+    pub fn verify_mac(&self, data: &[u8], tag: &[u8]) -> bool {
+        aws_lc_rs::hmac::verify(&self.mac_key, data, tag).is_ok()
+    }
+
+    /// The key that signs new tokens.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.keys[0]
+    }
+
+    /// The key with this `kid`, if it is in the set.
+    pub fn verification_key(&self, kid: &str) -> Option<&SigningKey> {
+        self.by_kid.get(kid).map(|&i| &self.keys[i])
+    }
+
+    /// The public JWKS: every key that may have signed a live token.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.keys.iter().map(|k| k.public_jwk.clone()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_algorithm_generates_a_key_it_can_read_back() {
+        for algorithm in [
+            KeyAlgorithm::Es256,
+            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::Rs256,
+        ] {
+            let pem = algorithm.generate_pem().expect("generate");
+            let set = KeySet::from_pem(&pem).expect("read back");
+            assert_eq!(set.signing_key().algorithm(), algorithm);
+            assert_eq!(
+                set.signing_key().kid().len(),
+                43,
+                "SHA-256 thumbprint, base64url"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_key_signs_and_every_key_is_published() {
+        let new = KeyAlgorithm::Es256.generate_pem().expect("generate");
+        let old = KeyAlgorithm::EdDsa.generate_pem().expect("generate");
+        let both = SecretString::from(format!("{}{}", new.expose_secret(), old.expose_secret()));
+        let set = KeySet::from_pem(&both).expect("two keys");
+        let old_kid = KeySet::from_pem(&old)
+            .expect("one key")
+            .signing_key()
+            .kid()
+            .to_owned();
+        assert_eq!(set.signing_key().algorithm(), KeyAlgorithm::Es256);
+        assert!(set.verification_key(&old_kid).is_some());
+        let jwks = serde_json::to_value(set.jwks()).expect("json");
+        assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+        assert!(
+            !jwks.to_string().contains("\"d\""),
+            "no private parts: {jwks}"
+        );
+    }
+
+    #[test]
+    fn garbage_and_hmac_are_refused() {
+        assert!(KeySet::from_pem(&SecretString::from("not a pem")).is_err());
+        assert!("HS256".parse::<KeyAlgorithm>().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_created_private_and_then_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::now_v7()));
+        let path = dir.join("nested/key.pem");
+        let source = PemFile::new(&path, KeyAlgorithm::Es256);
+        let first = KeySet::load(&source).await.expect("created");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let second = KeySet::load(&source).await.expect("read");
+        assert_eq!(first.signing_key().kid(), second.signing_key().kid());
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+}

@@ -1,0 +1,241 @@
+//! Access tokens: signed JWTs carrying who the caller is, for 15 minutes by default.
+//!
+//! Verification trusts nothing in the token before the signature checks out: the `kid`
+//! picks the key, and the key (never the header) decides the algorithm, so `alg: none`,
+//! HMAC tokens keyed with our public key, and algorithm swaps all fail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys::KeySet;
+use crate::domain::Role;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// The user id.
+    pub sub: Uuid,
+    /// The user's role when the token was issued.
+    pub role: Role,
+    /// The session (one login) this token belongs to.
+    pub sid: Uuid,
+    /// Token id: a UUIDv7, whose timestamp is the issue instant in milliseconds. The
+    /// revocation markers compare against it because `iat` only has whole seconds.
+    pub jti: Uuid,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the epoch.
+    pub exp: u64,
+}
+
+impl AccessClaims {
+    /// When the token was issued, in milliseconds since the epoch (from the `jti`).
+    pub fn issued_at_ms(&self) -> u64 {
+        self.jti
+            .get_timestamp()
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs * 1000 + u64::from(nanos) / 1_000_000
+            })
+            // A token we issued always has a v7 jti; anything else is treated as ancient.
+            .unwrap_or(0)
+    }
+}
+
+/// A freshly signed access token.
+#[derive(Debug, Clone)]
+pub struct IssuedAccessToken {
+    /// The compact JWT.
+    pub token: String,
+    /// Its claims.
+    pub claims: AccessClaims,
+}
+
+impl IssuedAccessToken {
+    /// `exp - iat`, the contract's `expires_in`.
+    pub fn expires_in(&self) -> u64 {
+        self.claims.exp.saturating_sub(self.claims.iat)
+    }
+}
+
+/// Why a token was refused. Deliberately without detail for the client; the reason is
+/// only for logs and metrics.
+#[derive(Debug, thiserror::Error)]
+#[error("access token rejected: {0}")]
+pub struct InvalidToken(&'static str);
+
+/// Issues and verifies access tokens.
+#[derive(Clone)]
+pub struct AccessTokens {
+    keys: Arc<KeySet>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
+impl AccessTokens {
+    /// Tokens signed by `keys`, naming `issuer` and `audience`, living `ttl`.
+    pub fn new(keys: Arc<KeySet>, issuer: &str, audience: &str, ttl: Duration) -> Self {
+        Self {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl,
+        }
+    }
+
+    /// The key set (for the JWKS).
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// How long issued tokens live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Signs a token for `user_id` with `role` in session `session_id`.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        session_id: Uuid,
+    ) -> Result<IssuedAccessToken, jsonwebtoken::errors::Error> {
+        self.issue_with_id(user_id, role, session_id, Uuid::now_v7())
+    }
+
+    /// Signs a token whose id `jti` (a UUIDv7: its timestamp is the issue instant) was
+    /// taken earlier, while the user's row was locked, so that the issue instant orders
+    /// correctly against a concurrent role change or disable (see `db::sessions`).
+    pub fn issue_with_id(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        session_id: Uuid,
+        jti: Uuid,
+    ) -> Result<IssuedAccessToken, jsonwebtoken::errors::Error> {
+        let iat = jti
+            .get_timestamp()
+            .map(|t| t.to_unix().0)
+            .unwrap_or_else(jsonwebtoken::get_current_timestamp);
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id,
+            role,
+            sid: session_id,
+            jti,
+            iat,
+            exp: iat + self.ttl.as_secs(),
+        };
+        let key = self.keys.signing_key();
+        let mut header = Header::new(key.algorithm().jwt_algorithm());
+        header.kid = Some(key.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding_key())?;
+        Ok(IssuedAccessToken { token, claims })
+    }
+
+    /// Checks signature, key, algorithm, issuer, audience and expiry. Says nothing about
+    /// revocation: see [`super::revocation`].
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken("header"))?;
+        let kid = header.kid.ok_or(InvalidToken("no kid"))?;
+        let key = self
+            .keys
+            .verification_key(&kid)
+            .ok_or(InvalidToken("unknown kid"))?;
+        // The key decides the algorithm; a header asking for another one is refused.
+        let mut validation = Validation::new(key.algorithm().jwt_algorithm());
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        jsonwebtoken::decode::<AccessClaims>(token, key.decoding_key(), &validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                InvalidToken(match e.kind() {
+                    ErrorKind::ExpiredSignature => "expired",
+                    ErrorKind::InvalidSignature => "signature",
+                    ErrorKind::InvalidAlgorithm => "algorithm",
+                    ErrorKind::InvalidIssuer => "issuer",
+                    ErrorKind::InvalidAudience => "audience",
+                    _ => "malformed",
+                })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::KeyAlgorithm;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn tokens(algorithm: KeyAlgorithm) -> AccessTokens {
+        let keys = KeySet::from_pem(&algorithm.generate_pem().expect("key")).expect("set");
+        AccessTokens::new(Arc::new(keys), "iss", "aud", Duration::from_secs(900))
+    }
+
+    #[test]
+    fn issued_tokens_verify_for_every_algorithm() {
+        for algorithm in [
+            KeyAlgorithm::Es256,
+            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::Rs256,
+        ] {
+            let t = tokens(algorithm);
+            let issued = t
+                .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+                .expect("issue");
+            assert_eq!(issued.expires_in(), 900);
+            assert_eq!(t.verify(&issued.token).expect("verify"), issued.claims);
+        }
+    }
+
+    #[test]
+    fn a_token_from_another_key_set_is_refused() {
+        let issuer = tokens(KeyAlgorithm::Es256);
+        let verifier = tokens(KeyAlgorithm::Es256);
+        let issued = issuer
+            .issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7())
+            .expect("issue");
+        assert!(verifier.verify(&issued.token).is_err());
+    }
+
+    #[test]
+    fn a_changed_payload_breaks_the_signature() {
+        let t = tokens(KeyAlgorithm::EdDsa);
+        let issued = t
+            .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .expect("issue");
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let mut claims = serde_json::to_value(&issued.claims).expect("json");
+        claims["role"] = "admin".into();
+        let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert!(t.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn issue_time_has_millisecond_precision() {
+        let t = tokens(KeyAlgorithm::Es256);
+        let issued = t
+            .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .expect("issue");
+        let ms = issued.claims.issued_at_ms();
+        assert_eq!(ms / 1000, issued.claims.iat);
+    }
+}

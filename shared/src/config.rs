@@ -1,0 +1,472 @@
+//! Service configuration, read once from environment variables at start.
+//!
+//! Every knob has a default that works on a developer machine with the local Postgres and
+//! Redis, so `user-service serve` runs with no environment at all. Secrets never live here
+//! as plain strings: a database password stays inside the URL, which is wrapped in
+//! [`SecretString`] so that `{:?}` of a `Config` cannot print it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::auth::keys::KeyAlgorithm;
+use crate::limits::LimitsConfig;
+use crate::mail::MailBackend;
+
+/// Everything the service needs to know about its surroundings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the local server listens on (`LISTEN_ADDR`).
+    pub listen_addr: SocketAddr,
+    /// Postgres connection URL (`DATABASE_URL`); may carry a password.
+    pub database_url: SecretString,
+    /// Largest number of pooled Postgres connections (`DATABASE_POOL_SIZE`).
+    pub database_pool_size: usize,
+    /// Redis connection URL (`REDIS_URL`); may carry a password.
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key this service writes (`REDIS_KEY_PREFIX`), so that several
+    /// deployments (or test runs) can share one Redis.
+    pub redis_key_prefix: String,
+    /// Deadline for one dependency step: connect, pool wait, query (`DEPENDENCY_TIMEOUT_MS`).
+    /// An outage answers 503 well within 5 s instead of hanging.
+    pub dependency_timeout: Duration,
+    /// PEM file with the JWT signing keys (`JWT_PRIVATE_KEY_FILE`): the first key signs,
+    /// every key in the file verifies and is published in the JWKS.
+    pub jwt_private_key_file: PathBuf,
+    /// Algorithm of the key created when the key file is missing (`JWT_ALGORITHM`).
+    pub jwt_algorithm: KeyAlgorithm,
+    /// `iss` claim of issued tokens, and the only issuer accepted (`JWT_ISSUER`).
+    pub jwt_issuer: String,
+    /// `aud` claim of issued tokens, and the only audience accepted (`JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Lifetime of an access token (`ACCESS_TOKEN_TTL_SECONDS`, default 15 minutes).
+    pub access_token_ttl: Duration,
+    /// Lifetime of one refresh token; using it mints a new one (`REFRESH_TOKEN_TTL_SECONDS`,
+    /// default 30 days). This is the session's idle expiry.
+    pub refresh_token_ttl: Duration,
+    /// Longest a session may live however often it is refreshed
+    /// (`SESSION_MAX_LIFETIME_SECONDS`, default 90 days): the absolute expiry.
+    pub session_max_lifetime: Duration,
+    /// Argon2id parameters for new hashes.
+    pub argon2: Argon2Config,
+    /// How many hashes may run at once (`HASHING_CONCURRENCY`, default: CPU count).
+    pub hashing_concurrency: usize,
+    /// How long a request waits for a hashing slot before 503 (`HASHING_QUEUE_TIMEOUT_MS`).
+    pub hashing_queue_timeout: Duration,
+    /// Base of links in emails (`PUBLIC_BASE_URL`, default `http://LISTEN_ADDR`).
+    pub public_base_url: String,
+    /// Where emails go (`MAIL_BACKEND`: `smtp`, `ses` or `log`); unset: SMTP when `SMTP_URL`
+    /// is set, else the log. See [`crate::mail`].
+    pub mail_backend: MailBackend,
+    /// SMTP server URL as lettre reads it (`SMTP_URL`); may carry a password.
+    pub smtp_url: Option<SecretString>,
+    /// Sender of emails (`SMTP_FROM`, default `no-reply@localhost.localdomain`).
+    pub smtp_from: String,
+    /// Lifetime of a password-reset token (`PASSWORD_RESET_TTL_SECONDS`, default 30 minutes).
+    pub password_reset_ttl: Duration,
+    /// Take the client IP from `X-Forwarded-For` (`TRUST_FORWARDED_FOR`); only behind a
+    /// proxy that sets it, or clients could pick their own IP.
+    pub trust_forwarded_for: bool,
+    /// Abuse limits: per client IP, per account, per email (`RATE_LIMIT_*`, `LOCKOUT_*`).
+    pub limits: LimitsConfig,
+    /// Route rules of the Lambda authorizer (`AUTHORIZER_ROUTE_RULES`): raw JSON mapping an
+    /// API Gateway route key to the roles allowed on it, parsed by
+    /// [`crate::auth::rules::RouteRules::from_config`]; unset means this service's own rules.
+    pub authorizer_route_rules: Option<String>,
+    /// Created as admin at start if no active admin exists (`BOOTSTRAP_ADMIN_EMAIL` and
+    /// `BOOTSTRAP_ADMIN_PASSWORD`, both or neither).
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+}
+
+/// The first admin's credentials, from the environment.
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    /// Its email (validated at start).
+    pub email: String,
+    /// Its password (held as a secret; checked against the policy at start).
+    pub password: SecretString,
+}
+
+/// Argon2id cost parameters (`ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`, `ARGON2_PARALLELISM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Config {
+    /// Memory cost in KiB (OWASP minimum 19456).
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let listen_addr: SocketAddr = parse_or(&get, "LISTEN_ADDR", "127.0.0.1:8080".parse().ok())?;
+        let secs = |name, default: u64| -> Result<Duration, ConfigError> {
+            parse_or(&get, name, Some(default)).map(Duration::from_secs)
+        };
+        let millis = |name, default: u64| -> Result<Duration, ConfigError> {
+            parse_or(&get, name, Some(default)).map(Duration::from_millis)
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let defaults = Argon2Config::default();
+        let config = Self {
+            listen_addr,
+            database_url: get("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/user_service".into())
+                .into(),
+            database_pool_size: parse_or(&get, "DATABASE_POOL_SIZE", Some(16))?,
+            redis_url: get("REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+                .into(),
+            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "user-service:".into()),
+            dependency_timeout: millis("DEPENDENCY_TIMEOUT_MS", 2_000)?,
+            jwt_private_key_file: get("JWT_PRIVATE_KEY_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| default_data_dir(&get).join("jwt-private-key.pem")),
+            jwt_algorithm: parse_or(&get, "JWT_ALGORITHM", Some(KeyAlgorithm::Es256))?,
+            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "user-service".into()),
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "user-service".into()),
+            access_token_ttl: secs("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
+            refresh_token_ttl: secs("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+            session_max_lifetime: secs("SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600)?,
+            argon2: Argon2Config {
+                memory_kib: parse_or(&get, "ARGON2_MEMORY_KIB", Some(defaults.memory_kib))?,
+                iterations: parse_or(&get, "ARGON2_ITERATIONS", Some(defaults.iterations))?,
+                parallelism: parse_or(&get, "ARGON2_PARALLELISM", Some(defaults.parallelism))?,
+            },
+            hashing_concurrency: parse_or(&get, "HASHING_CONCURRENCY", Some(cpus))?,
+            hashing_queue_timeout: millis("HASHING_QUEUE_TIMEOUT_MS", 10_000)?,
+            public_base_url: get("PUBLIC_BASE_URL")
+                .unwrap_or_else(|| format!("http://{listen_addr}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            mail_backend: match get("MAIL_BACKEND") {
+                Some(_) => parse_or(&get, "MAIL_BACKEND", None)?,
+                None if get("SMTP_URL").is_some() => MailBackend::Smtp,
+                None => MailBackend::Log,
+            },
+            smtp_url: get("SMTP_URL").map(SecretString::from),
+            smtp_from: get("SMTP_FROM").unwrap_or_else(|| "no-reply@localhost.localdomain".into()),
+            password_reset_ttl: secs("PASSWORD_RESET_TTL_SECONDS", 30 * 60)?,
+            trust_forwarded_for: parse_or(&get, "TRUST_FORWARDED_FOR", Some(false))?,
+            limits: parse_limits(&get)?,
+            authorizer_route_rules: get("AUTHORIZER_ROUTE_RULES"),
+            bootstrap_admin: match (
+                get("BOOTSTRAP_ADMIN_EMAIL"),
+                lookup("BOOTSTRAP_ADMIN_PASSWORD").filter(|p| !p.is_empty()),
+            ) {
+                (Some(email), Some(password)) => Some(BootstrapAdmin {
+                    email,
+                    password: password.into(),
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError {
+                        name: "BOOTSTRAP_ADMIN_EMAIL",
+                        reason: "set it together with BOOTSTRAP_ADMIN_PASSWORD, or neither".into(),
+                    });
+                }
+            },
+        };
+        config.check()
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        check_limits(&self.limits)?;
+        let positive = [
+            ("DATABASE_POOL_SIZE", self.database_pool_size as u64),
+            ("HASHING_CONCURRENCY", self.hashing_concurrency as u64),
+            ("ACCESS_TOKEN_TTL_SECONDS", self.access_token_ttl.as_secs()),
+            (
+                "REFRESH_TOKEN_TTL_SECONDS",
+                self.refresh_token_ttl.as_secs(),
+            ),
+            (
+                "DEPENDENCY_TIMEOUT_MS",
+                self.dependency_timeout.as_millis() as u64,
+            ),
+            (
+                "PASSWORD_RESET_TTL_SECONDS",
+                self.password_reset_ttl.as_secs(),
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError {
+                    name,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        if self.session_max_lifetime < self.refresh_token_ttl {
+            return Err(ConfigError {
+                name: "SESSION_MAX_LIFETIME_SECONDS",
+                reason: "must be at least REFRESH_TOKEN_TTL_SECONDS".into(),
+            });
+        }
+        // An SMTP_URL that would be ignored is a mistake, not a choice.
+        match (self.mail_backend, self.smtp_url.is_some()) {
+            (MailBackend::Smtp, false) => {
+                return Err(ConfigError {
+                    name: "SMTP_URL",
+                    reason: "is required with MAIL_BACKEND=smtp".into(),
+                });
+            }
+            (MailBackend::Ses | MailBackend::Log, true) => {
+                return Err(ConfigError {
+                    name: "MAIL_BACKEND",
+                    reason: format!(
+                        "is {} but SMTP_URL is set; unset one of them",
+                        self.mail_backend.as_str()
+                    ),
+                });
+            }
+            _ => {}
+        }
+        Ok(self)
+    }
+}
+
+/// The `RATE_LIMIT_*` and `LOCKOUT_*` variables.
+fn parse_limits(
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<LimitsConfig, ConfigError> {
+    let d = LimitsConfig::default();
+    let secs = |name, default: Duration| -> Result<Duration, ConfigError> {
+        parse_or(get, name, Some(default.as_secs())).map(Duration::from_secs)
+    };
+    Ok(LimitsConfig {
+        login_per_ip_per_minute: parse_or(
+            get,
+            "RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE",
+            Some(d.login_per_ip_per_minute),
+        )?,
+        register_per_ip_per_minute: parse_or(
+            get,
+            "RATE_LIMIT_REGISTER_PER_IP_PER_MINUTE",
+            Some(d.register_per_ip_per_minute),
+        )?,
+        forgot_per_ip_per_minute: parse_or(
+            get,
+            "RATE_LIMIT_FORGOT_PER_IP_PER_MINUTE",
+            Some(d.forgot_per_ip_per_minute),
+        )?,
+        reset_per_ip_per_minute: parse_or(
+            get,
+            "RATE_LIMIT_RESET_PER_IP_PER_MINUTE",
+            Some(d.reset_per_ip_per_minute),
+        )?,
+        forgot_per_email_per_hour: parse_or(
+            get,
+            "RATE_LIMIT_FORGOT_PER_EMAIL_PER_HOUR",
+            Some(d.forgot_per_email_per_hour),
+        )?,
+        lockout_threshold: parse_or(get, "LOCKOUT_THRESHOLD", Some(d.lockout_threshold))?,
+        lockout_window: secs("LOCKOUT_WINDOW_SECONDS", d.lockout_window)?,
+        lockout_base: secs("LOCKOUT_BASE_SECONDS", d.lockout_base)?,
+        lockout_max: secs("LOCKOUT_MAX_SECONDS", d.lockout_max)?,
+    })
+}
+
+fn check_limits(limits: &LimitsConfig) -> Result<(), ConfigError> {
+    for (name, value) in [
+        ("LOCKOUT_WINDOW_SECONDS", limits.lockout_window),
+        ("LOCKOUT_BASE_SECONDS", limits.lockout_base),
+        ("LOCKOUT_MAX_SECONDS", limits.lockout_max),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError {
+                name,
+                reason: "must be greater than zero".into(),
+            });
+        }
+    }
+    if limits.lockout_max < limits.lockout_base {
+        return Err(ConfigError {
+            name: "LOCKOUT_MAX_SECONDS",
+            reason: "must be at least LOCKOUT_BASE_SECONDS".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `$XDG_DATA_HOME/user-service`, else `$HOME/.local/share/user-service`, else `./.data`.
+fn default_data_dir(get: &impl Fn(&'static str) -> Option<String>) -> PathBuf {
+    if let Some(xdg) = get("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("user-service");
+    }
+    match get("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/user-service"),
+        None => PathBuf::from(".data"),
+    }
+}
+
+fn parse_or<T: FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: Option<T>,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match (get(name), default) {
+        (Some(raw), _) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+            name,
+            reason: e.to_string(),
+        }),
+        (None, Some(default)) => Ok(default),
+        (None, None) => Err(ConfigError {
+            name,
+            reason: "is required".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[("HOME", "/home/u")]).expect("defaults are valid");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_base_url, "http://127.0.0.1:8080");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.argon2, Argon2Config::default());
+        assert_eq!(c.hashing_queue_timeout, Duration::from_secs(10));
+        assert!(!c.trust_forwarded_for);
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.limits.login_per_ip_per_minute, 30);
+        assert_eq!(c.limits.register_per_ip_per_minute, 20);
+        assert_eq!(c.limits.forgot_per_ip_per_minute, 10);
+        assert_eq!(c.limits.reset_per_ip_per_minute, 10);
+        assert_eq!(c.limits.lockout_threshold, 5);
+        assert_eq!(c.limits.lockout_window, Duration::from_secs(15 * 60));
+        assert_eq!(
+            c.jwt_private_key_file,
+            PathBuf::from("/home/u/.local/share/user-service/jwt-private-key.pem")
+        );
+    }
+
+    #[test]
+    fn public_base_url_follows_listen_addr() {
+        let c = config(&[("LISTEN_ADDR", "127.0.0.1:9999")]).expect("valid");
+        assert_eq!(c.public_base_url, "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("ARGON2_MEMORY_KIB", "lots")]).expect_err("not a number");
+        assert!(err.to_string().contains("ARGON2_MEMORY_KIB"), "{err}");
+        let err = config(&[("JWT_ALGORITHM", "HS256")]).expect_err("HMAC is refused");
+        assert!(err.to_string().contains("JWT_ALGORITHM"), "{err}");
+        let err = config(&[("HASHING_CONCURRENCY", "0")]).expect_err("zero");
+        assert!(err.to_string().contains("HASHING_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn limits_are_read_from_their_variables() {
+        let c = config(&[
+            ("RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE", "7"),
+            ("RATE_LIMIT_FORGOT_PER_EMAIL_PER_HOUR", "0"),
+            ("LOCKOUT_THRESHOLD", "2"),
+            ("LOCKOUT_BASE_SECONDS", "1"),
+            ("LOCKOUT_MAX_SECONDS", "4"),
+        ])
+        .expect("valid");
+        assert_eq!(c.limits.login_per_ip_per_minute, 7);
+        assert_eq!(c.limits.forgot_per_email_per_hour, 0);
+        assert_eq!(c.limits.lockout_threshold, 2);
+        assert_eq!(c.limits.lockout_base, Duration::from_secs(1));
+        assert_eq!(c.limits.lockout_max, Duration::from_secs(4));
+        let err = config(&[
+            ("LOCKOUT_BASE_SECONDS", "120"),
+            ("LOCKOUT_MAX_SECONDS", "60"),
+        ])
+        .expect_err("max below base");
+        assert!(err.to_string().contains("LOCKOUT_MAX_SECONDS"), "{err}");
+        let err = config(&[("LOCKOUT_WINDOW_SECONDS", "0")]).expect_err("zero window");
+        assert!(err.to_string().contains("LOCKOUT_WINDOW_SECONDS"), "{err}");
+        let err = config(&[("LOCKOUT_THRESHOLD", "-1")]).expect_err("negative");
+        assert!(err.to_string().contains("LOCKOUT_THRESHOLD"), "{err}");
+    }
+
+    #[test]
+    fn mail_settings_pick_the_back_end() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.mail_backend, MailBackend::Log);
+        assert!(c.smtp_url.is_none());
+        assert_eq!(c.smtp_from, "no-reply@localhost.localdomain");
+        assert_eq!(c.password_reset_ttl, Duration::from_secs(30 * 60));
+        let c = config(&[("SMTP_URL", "smtp://127.0.0.1:2525")]).expect("smtp");
+        assert_eq!(c.mail_backend, MailBackend::Smtp);
+        let c = config(&[
+            ("MAIL_BACKEND", "SES"),
+            ("PASSWORD_RESET_TTL_SECONDS", "60"),
+        ])
+        .expect("ses");
+        assert_eq!(c.mail_backend, MailBackend::Ses);
+        assert_eq!(c.password_reset_ttl, Duration::from_secs(60));
+        for (vars, name) in [
+            (&[("MAIL_BACKEND", "smtp")][..], "SMTP_URL"),
+            (&[("MAIL_BACKEND", "carrier-pigeon")][..], "MAIL_BACKEND"),
+            (
+                &[("MAIL_BACKEND", "ses"), ("SMTP_URL", "smtp://h")][..],
+                "MAIL_BACKEND",
+            ),
+            (
+                &[("PASSWORD_RESET_TTL_SECONDS", "0")][..],
+                "PASSWORD_RESET_TTL_SECONDS",
+            ),
+        ] {
+            let err = config(vars).expect_err("refused");
+            assert!(err.to_string().contains(name), "{vars:?}: {err}");
+        }
+        let c = config(&[("SMTP_URL", "smtp://u:hunter3secret@mail.example.com")]).expect("url");
+        assert!(!format!("{c:?}").contains("hunter3secret"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2secret@db/x")]).expect("valid");
+        assert!(!format!("{c:?}").contains("hunter2secret"));
+    }
+}

@@ -1,0 +1,404 @@
+//! SQL for sessions and their refresh tokens: create, rotate exactly once, detect reuse,
+//! revoke. Postgres is the truth about revocation; Redis only mirrors it for speed.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::users::UserRecord;
+use super::{Db, DbError};
+
+/// Why a session ended; stored for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The user logged out of this session.
+    Logout,
+    /// The user logged out of every session.
+    LogoutAll,
+    /// A spent refresh token was presented again.
+    RefreshReuse,
+    /// The password changed (the other sessions end).
+    PasswordChange,
+    /// The password was reset by email (every session ends).
+    PasswordReset,
+}
+
+impl RevokeReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::RefreshReuse => "refresh_reuse",
+            Self::PasswordChange => "password_change",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// A session just created or refreshed, with the expiry of its newest refresh token.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    /// The session id (`sid`).
+    pub session_id: Uuid,
+    /// When the refresh token just stored expires: the earlier of idle and absolute expiry.
+    pub refresh_expires_at: DateTime<Utc>,
+    /// The `jti` for the access token to issue with it, taken while the user's row was
+    /// locked (see [`reserve_token_id`]).
+    pub access_token_id: Uuid,
+}
+
+/// Locks the user's row against admin changes until the transaction ends (`FOR SHARE`),
+/// re-reads it, and takes the access token's id (a UUIDv7, so: its issue instant) under that
+/// lock. An admin change takes `FOR UPDATE` on the row and picks its cut-off instant after
+/// getting it, so either this transaction saw the change (and the token carries the new
+/// role, or no token is issued to a disabled user) or the token's instant is before the
+/// cut-off and the token is rejected. Without this, a refresh racing a role change could
+/// mint a token with the old role after the cut-off.
+async fn lock_active_user(
+    tx: &tokio_postgres::Transaction<'_>,
+    user_id: Uuid,
+) -> Result<Option<(UserRecord, Uuid)>, DbError> {
+    let sql = format!(
+        "SELECT {} FROM users WHERE id = $1 AND deleted_at IS NULL AND NOT disabled FOR SHARE",
+        super::users::COLUMNS
+    );
+    let Some(row) = tx.query_opt(&sql, &[&user_id]).await? else {
+        return Ok(None);
+    };
+    let user = super::users::from_row(&row)?;
+    Ok(Some((user, reserve_token_id())))
+}
+
+/// A fresh access-token id; its UUIDv7 timestamp is the token's issue instant.
+fn reserve_token_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// The result of presenting a refresh token.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was live and is now spent; a new one is stored.
+    Rotated {
+        /// The session and its new refresh token's expiry.
+        session: IssuedSession,
+        /// The session's user, as it is now (its role may have changed).
+        user: Box<UserRecord>,
+    },
+    /// The token was spent already: reuse. The caller must revoke the session.
+    Reused {
+        /// The session to revoke.
+        session_id: Uuid,
+        /// Its user.
+        user_id: Uuid,
+    },
+    /// Unknown, expired, or of a revoked session or an inactive user.
+    Invalid,
+}
+
+/// What Postgres says about the session and user an access token names.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSubjectState {
+    /// The session was revoked.
+    pub session_revoked: bool,
+    /// Access tokens issued at or before this instant are rejected.
+    pub tokens_valid_after: Option<DateTime<Utc>>,
+    /// The user is disabled or deleted (or gone).
+    pub user_inactive: bool,
+}
+
+fn pg_interval(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Stores a refresh token's hash for `session_id`; it expires after `ttl` idle, and never
+/// after the session's absolute expiry. Returns its expiry.
+async fn store_refresh_token(
+    tx: &tokio_postgres::Transaction<'_>,
+    token_hash: &[u8],
+    session_id: Uuid,
+    ttl: Duration,
+    absolute_expiry: DateTime<Utc>,
+) -> Result<DateTime<Utc>, DbError> {
+    let row = tx
+        .query_one(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+             VALUES ($1, $2, least(now() + make_interval(secs => $3), $4))
+             RETURNING expires_at",
+            &[
+                &token_hash,
+                &session_id,
+                &pg_interval(ttl),
+                &absolute_expiry,
+            ],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+impl Db {
+    /// Starts a session for `user_id` with its first refresh token (stored as `token_hash`).
+    /// Returns the user as it is now, or `None` if it was disabled or deleted meanwhile.
+    pub async fn create_session(
+        &self,
+        user_id: Uuid,
+        token_hash: &[u8],
+        refresh_ttl: Duration,
+        max_lifetime: Duration,
+    ) -> Result<Option<(IssuedSession, UserRecord)>, DbError> {
+        let session_id = Uuid::now_v7();
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let Some((user, access_token_id)) = lock_active_user(&tx, user_id).await? else {
+                return Ok(None);
+            };
+            let row = tx
+                .query_one(
+                    "INSERT INTO sessions (id, user_id, absolute_expires_at)
+                     VALUES ($1, $2, now() + make_interval(secs => $3))
+                     RETURNING absolute_expires_at",
+                    &[&session_id, &user_id, &pg_interval(max_lifetime)],
+                )
+                .await?;
+            let absolute: DateTime<Utc> = row.try_get(0)?;
+            let refresh_expires_at =
+                store_refresh_token(&tx, token_hash, session_id, refresh_ttl, absolute).await?;
+            tx.commit().await?;
+            Ok(Some((
+                IssuedSession {
+                    session_id,
+                    refresh_expires_at,
+                    access_token_id,
+                },
+                user,
+            )))
+        })
+        .await
+    }
+
+    /// Spends the refresh token `presented` and stores `replacement` in its place.
+    ///
+    /// The spend is one conditional `UPDATE ... WHERE spent_at IS NULL`: when several
+    /// requests present the same token at once, Postgres lets exactly one of them match;
+    /// the others then find it spent, which is reuse, and the session is revoked.
+    pub async fn rotate_refresh_token(
+        &self,
+        presented: &[u8],
+        replacement: &[u8],
+        refresh_ttl: Duration,
+    ) -> Result<Rotation, DbError> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let spent = tx
+                .query_opt(
+                    "UPDATE refresh_tokens rt SET spent_at = now()
+                     FROM sessions s, users u
+                     WHERE rt.token_hash = $1 AND rt.spent_at IS NULL AND rt.expires_at > now()
+                       AND s.id = rt.session_id AND s.revoked_at IS NULL
+                       AND s.absolute_expires_at > now()
+                       AND u.id = s.user_id AND u.deleted_at IS NULL AND NOT u.disabled
+                     RETURNING s.id AS session_id, s.absolute_expires_at, s.user_id",
+                    &[&presented],
+                )
+                .await?;
+            if let Some(row) = spent {
+                let session_id: Uuid = row.try_get("session_id")?;
+                let absolute: DateTime<Utc> = row.try_get("absolute_expires_at")?;
+                let user_id: Uuid = row.try_get("user_id")?;
+                // Re-read the user under a share lock: an admin change may have committed
+                // since the UPDATE above looked at the row.
+                let Some((user, access_token_id)) = lock_active_user(&tx, user_id).await? else {
+                    return Ok(Rotation::Invalid);
+                };
+                let refresh_expires_at =
+                    store_refresh_token(&tx, replacement, session_id, refresh_ttl, absolute)
+                        .await?;
+                tx.execute(
+                    "UPDATE sessions SET last_refreshed_at = now() WHERE id = $1",
+                    &[&session_id],
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Rotation::Rotated {
+                    session: IssuedSession {
+                        session_id,
+                        refresh_expires_at,
+                        access_token_id,
+                    },
+                    user: Box::new(user),
+                });
+            }
+            let reused = tx
+                .query_opt(
+                    "SELECT s.id, s.user_id FROM refresh_tokens rt
+                     JOIN sessions s ON s.id = rt.session_id
+                     WHERE rt.token_hash = $1 AND rt.spent_at IS NOT NULL",
+                    &[&presented],
+                )
+                .await?;
+            let Some(row) = reused else {
+                return Ok(Rotation::Invalid);
+            };
+            // The caller marks the session in Redis first, then revokes it here, so the
+            // mirror never misses a revocation that Postgres has.
+            Ok(Rotation::Reused {
+                session_id: row.try_get(0)?,
+                user_id: row.try_get(1)?,
+            })
+        })
+        .await
+    }
+
+    /// Revokes one session of `user_id`; false when it was revoked already or is not theirs.
+    pub async fn revoke_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        reason: RevokeReason,
+    ) -> Result<bool, DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let n = client
+                .execute(
+                    "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                    &[&session_id, &user_id, &reason.as_str()],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// The live sessions of `user_id`, except `keep`.
+    pub async fn live_session_ids(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+    ) -> Result<Vec<Uuid>, DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id FROM sessions
+                     WHERE user_id = $1 AND revoked_at IS NULL
+                       AND ($2::uuid IS NULL OR id <> $2)",
+                    &[&user_id, &keep],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get(0).map_err(DbError::from))
+                .collect()
+        })
+        .await
+    }
+
+    /// Revokes every live session of `user_id` except `keep`; returns the revoked ids.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+        reason: RevokeReason,
+    ) -> Result<Vec<Uuid>, DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+                     WHERE user_id = $1 AND revoked_at IS NULL
+                       AND ($2::uuid IS NULL OR id <> $2)
+                     RETURNING id",
+                    &[&user_id, &keep, &reason.as_str()],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get(0).map_err(DbError::from))
+                .collect()
+        })
+        .await
+    }
+
+    /// Rejects every access token of `user_id` issued at or before `at` (`tokens_valid_after`).
+    pub async fn set_tokens_valid_after(
+        &self,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "UPDATE users SET tokens_valid_after = greatest(tokens_valid_after, $2)
+                     WHERE id = $1",
+                    &[&user_id, &at],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The revocation state behind an access token, read from the truth.
+    pub async fn token_subject_state(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<TokenSubjectState, DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT u.tokens_valid_after, (u.disabled OR u.deleted_at IS NOT NULL),
+                            (SELECT s.revoked_at IS NOT NULL FROM sessions s
+                             WHERE s.id = $2 AND s.user_id = u.id)
+                     FROM users u WHERE u.id = $1",
+                )
+                .await?;
+            let Some(row) = client.query_opt(&stmt, &[&user_id, &session_id]).await? else {
+                return Ok(TokenSubjectState {
+                    session_revoked: true,
+                    tokens_valid_after: None,
+                    user_inactive: true,
+                });
+            };
+            let session_revoked: Option<bool> = row.try_get(2)?;
+            Ok(TokenSubjectState {
+                tokens_valid_after: row.try_get(0)?,
+                user_inactive: row.try_get(1)?,
+                // An unknown session counts as revoked.
+                session_revoked: session_revoked.unwrap_or(true),
+            })
+        })
+        .await
+    }
+
+    /// Revocations still relevant to live access tokens (those since `since`), to rebuild
+    /// Redis's mirror after it lost its data: revoked sessions, and per-user cut-offs.
+    pub async fn recent_revocations(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<(Vec<Uuid>, Vec<(Uuid, DateTime<Utc>)>), DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let sessions = client
+                .query("SELECT id FROM sessions WHERE revoked_at > $1", &[&since])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<Vec<Uuid>, _>>()?;
+            let users = client
+                .query(
+                    "SELECT id, tokens_valid_after FROM users WHERE tokens_valid_after > $1",
+                    &[&since],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            Ok((sessions, users))
+        })
+        .await
+    }
+}

@@ -1,0 +1,9 @@
+//! Domain value types: once you hold one, it is valid (they validate on construction).
+
+pub mod email;
+pub mod password;
+pub mod user;
+
+pub use email::{Email, EmailError};
+pub use password::{NewPassword, PasswordAttempt, PasswordError};
+pub use user::{Role, User, UserName, UserNameError};

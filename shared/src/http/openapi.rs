@@ -1,0 +1,287 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and a human-readable
+//! page rendered from it. `openapi.json` at the repository root is a checked-in copy; a test
+//! fails when the two differ (`UPDATE_OPENAPI=1 cargo test -p user-service openapi` rewrites it).
+
+use std::fmt::Write as _;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as OpenApiDoc, RefOr, Schema};
+use utoipa::{Modify, OpenApi};
+
+use crate::http::routes::{self, admin};
+
+/// The document's root.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "user-service",
+        description = "Sign-up, sign-in, JWT access tokens with rotating refresh tokens, \
+            revocation that takes effect at once, and admin user management. \
+            Every error is an RFC 9457 problem (`application/problem+json`) with a stable `code`.",
+        license(name = "MIT"),
+    ),
+    paths(
+        routes::register::register,
+        routes::login::login,
+        routes::refresh::refresh,
+        routes::logout::logout,
+        routes::get_me::get_me,
+        routes::update_me::update_me,
+        routes::change_password::change_password,
+        routes::forgot_password::forgot_password,
+        routes::reset_password::reset_password,
+        admin::list_users::list_users,
+        admin::create_user::create_user,
+        admin::get_user::get_user,
+        admin::update_user::update_user,
+        admin::delete_user::delete_user,
+        routes::jwks::jwks,
+        routes::health::healthz,
+        routes::health::readyz,
+        openapi_json,
+        docs,
+    ),
+    components(schemas(crate::http::error::Problem)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login, token refresh and logout"),
+        (name = "users", description = "The caller's own account"),
+        (name = "admin", description = "User management (admin role)"),
+        (name = "keys", description = "Public keys for verifying access tokens"),
+        (name = "health", description = "Liveness and readiness"),
+        (name = "docs", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The `bearer` security scheme: a JWT access token.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from login or refresh. Rejected at once after \
+                         logout, reuse detection, a password change or a role change.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// A JSON Web Key Set (RFC 7517): public keys only.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only: the body is jsonwebtoken's `JwkSet`
+pub struct Jwks {
+    /// One entry per key that may have signed a live token; `kid` matches the token header.
+    #[schema(value_type = Vec<Object>, example = json!([{
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256",
+        "kid": "3MfJ0GmFiOe3kBpXqJFaDGBCjrkmYz9WVq0oHbqQy2c",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+    }]))]
+    keys: Vec<serde_json::Value>,
+}
+
+/// Route of the JSON document.
+pub const OPENAPI_JSON: &str = "/openapi.json";
+/// Route of the human-readable page.
+pub const DOCS: &str = "/docs";
+
+/// This endpoint's router (both routes).
+pub fn router() -> axum::Router<crate::app::AppState> {
+    axum::Router::new()
+        .route(OPENAPI_JSON, axum::routing::get(openapi_json))
+        .route(DOCS, axum::routing::get(docs))
+}
+
+/// The document, as served and checked in.
+pub fn document() -> OpenApiDoc {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON (the checked-in form).
+pub fn document_json() -> String {
+    document().to_pretty_json().unwrap_or_default()
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = OPENAPI_JSON,
+    tag = "docs",
+    summary = "This OpenAPI 3.1 document",
+    responses((status = 200, description = "The document", body = Object))
+)]
+pub(crate) async fn openapi_json() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
+}
+
+/// `GET /docs`.
+#[utoipa::path(
+    get,
+    path = DOCS,
+    tag = "docs",
+    summary = "A human-readable page rendered from the OpenAPI document",
+    responses((status = 200, description = "HTML", content_type = "text/html"))
+)]
+pub(crate) async fn docs() -> axum::response::Html<String> {
+    axum::response::Html(render_html(&document()))
+}
+
+/// Renders the document as one self-contained HTML page (no scripts, no external assets,
+/// so it works offline and under a strict CSP).
+pub fn render_html(doc: &OpenApiDoc) -> String {
+    let mut html = String::new();
+    let title = escape(&doc.info.title);
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}}\
+         code,pre{{background:#f4f4f4;padding:.1rem .3rem}}h2{{border-bottom:1px solid #ddd}}\
+         .m{{display:inline-block;min-width:4.5rem;font-weight:bold}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}}</style></head><body>\
+         <h1>{title} <small>{}</small></h1><p>{}</p><p>Machine-readable: <a href=\"/openapi.json\">/openapi.json</a></p>",
+        escape(&doc.info.version),
+        escape(doc.info.description.as_deref().unwrap_or_default()),
+    );
+    for (path, item) in &doc.paths.paths {
+        for (method, operation) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ] {
+            let Some(operation) = operation else { continue };
+            let _ = write!(
+                html,
+                "<h2><span class=\"m\">{method}</span> <code>{}</code></h2><p>{}</p>",
+                escape(path),
+                escape(operation.summary.as_deref().unwrap_or_default())
+            );
+            if operation.security.is_some() {
+                html.push_str(
+                    "<p>Requires <code>Authorization: Bearer &lt;access token&gt;</code>.</p>",
+                );
+            }
+            if let Some(RefOr::T(body)) = &operation.request_body {
+                let schema = body
+                    .content
+                    .values()
+                    .next()
+                    .and_then(|c| match c {
+                        RefOr::T(content) => content.schema.as_ref(),
+                        RefOr::Ref(_) => None,
+                    })
+                    .map(schema_name)
+                    .unwrap_or_default();
+                let _ = write!(html, "<p>Body: <code>{}</code></p>", escape(&schema));
+            }
+            html.push_str("<table><tr><th>status</th><th>meaning</th></tr>");
+            for (status, response) in &operation.responses.responses {
+                let description = match response {
+                    RefOr::T(r) => r.description.clone(),
+                    RefOr::Ref(r) => r.ref_location.clone(),
+                };
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td></tr>",
+                    escape(status),
+                    escape(&description)
+                );
+            }
+            html.push_str("</table>");
+        }
+    }
+    html.push_str("</body></html>");
+    html
+}
+
+fn schema_name(schema: &RefOr<Schema>) -> String {
+    match schema {
+        RefOr::Ref(r) => r
+            .ref_location
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        RefOr::T(_) => "inline schema".to_owned(),
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::routes::ENDPOINTS;
+
+    #[test]
+    fn the_checked_in_document_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
+        let generated = document_json();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, format!("{generated}\n")).expect("write openapi.json");
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in.trim_end() == generated,
+            "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p user-service openapi`"
+        );
+    }
+
+    #[test]
+    fn every_endpoint_is_documented_with_its_access() {
+        let doc = document();
+        for endpoint in ENDPOINTS {
+            let item = doc
+                .paths
+                .paths
+                .get(endpoint.path)
+                .unwrap_or_else(|| panic!("{} is not documented", endpoint.path));
+            for method in endpoint.methods {
+                let operation = match *method {
+                    "GET" => &item.get,
+                    "POST" => &item.post,
+                    "PUT" => &item.put,
+                    "PATCH" => &item.patch,
+                    "DELETE" => &item.delete,
+                    other => panic!("unexpected method {other}"),
+                }
+                .as_ref()
+                .unwrap_or_else(|| panic!("{method} {} is not documented", endpoint.path));
+                let protected = endpoint.access != crate::http::routes::Access::Public;
+                assert_eq!(
+                    operation.security.is_some(),
+                    protected,
+                    "{method} {}: security must match its access",
+                    endpoint.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_page_lists_every_path() {
+        let html = render_html(&document());
+        for endpoint in ENDPOINTS {
+            assert!(html.contains(&escape(endpoint.path)), "{}", endpoint.path);
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `POST /v1/admin/users`: create a user (of either role), with the same validation as
+//! registration.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+
+use super::USERS;
+use crate::app::AppState;
+use crate::audit::AuditEvent;
+use crate::domain::{Role, User};
+use crate::http::ApiError;
+use crate::http::extract::{AdminCaller, ApiJson, ClientIp};
+use crate::http::routes::create_account;
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(USERS, post(create_user))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateUserRequest {
+    email: String,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<Role>,
+}
+
+#[utoipa::path(
+    post,
+    path = USERS,
+    tag = "admin",
+    summary = "Create a user of either role (same validation as registration)",
+    request_body(content = CreateUserRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "User created", body = User),
+        (status = 400, description = "`malformed_request`, `invalid_email`, `weak_password` or `validation_failed`", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "admin_create_user", skip_all)]
+async fn create_user(
+    State(state): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let role = body.role.unwrap_or(Role::User);
+    let user = create_account(
+        &state,
+        &body.email,
+        body.password.expose_secret(),
+        body.name.as_deref(),
+        role,
+    )
+    .await?;
+    AuditEvent::success("admin_user_created")
+        .actor(admin.user_id)
+        .user(user.id)
+        .ip(ip.0)
+        .reason(if role == Role::Admin {
+            "role=admin"
+        } else {
+            "role=user"
+        })
+        .record();
+    Ok((StatusCode::CREATED, Json(user)))
+}

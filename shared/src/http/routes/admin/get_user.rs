@@ -1,0 +1,44 @@
+//! `GET /v1/admin/users/{id}`: one user.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::{USER, user_id};
+use crate::app::AppState;
+use crate::domain::User;
+use crate::http::ApiError;
+use crate::http::extract::AdminCaller;
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(USER, get(get_user))
+}
+
+#[utoipa::path(
+    get,
+    path = USER,
+    tag = "admin",
+    summary = "One user",
+    params(("id" = String, Path, description = "The user's id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the id is not a UUID (`not_found`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_user(
+    State(state): State<AppState>,
+    AdminCaller(_admin): AdminCaller,
+    Path(id): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    let record = state
+        .db
+        .user_by_id(user_id(&id)?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(record.user))
+}

@@ -1,0 +1,44 @@
+//! `GET /v1/users/me`: the caller's own account.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::app::AppState;
+use crate::domain::User;
+use crate::http::ApiError;
+use crate::http::extract::Authenticated;
+
+/// The route (shared with `PATCH`, served by [`super::update_me`]).
+pub const PATH: &str = "/v1/users/me";
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, get(get_me))
+}
+
+#[utoipa::path(
+    get,
+    path = PATH,
+    tag = "users",
+    summary = "The caller's own account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = User),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_me(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<User>, ApiError> {
+    // The token outlived its user only if the user was deleted between the revocation check
+    // and here; that is the same answer a revoked token gets.
+    let record = state
+        .db
+        .user_by_id(caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Json(record.user))
+}

@@ -1,0 +1,34 @@
+//! `GET /.well-known/jwks.json`: the public keys that may have signed a live token.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::app::AppState;
+
+/// The route.
+pub const PATH: &str = "/.well-known/jwks.json";
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, get(jwks))
+}
+
+#[utoipa::path(
+    get,
+    path = PATH,
+    tag = "keys",
+    summary = "The public keys that may have signed a live access token",
+    responses(
+        (status = 200, description = "JSON Web Key Set (RFC 7517)", body = crate::http::openapi::Jwks),
+    )
+)]
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        // Verifiers may cache it briefly; a rotation publishes the new key before using it.
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.tokens.keys().jwks()),
+    )
+}

@@ -1,0 +1,73 @@
+//! `POST /v1/auth/logout`: end this session (or, with `all`, every session of the user).
+//! The access token and the refresh token stop working at once, on every instance.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::audit::AuditEvent;
+use crate::db::sessions::RevokeReason;
+use crate::http::ApiError;
+use crate::http::extract::{Authenticated, ClientIp, OptionalJson};
+
+/// The route.
+pub const PATH: &str = "/v1/auth/logout";
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, post(logout))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LogoutRequest {
+    #[serde(default)]
+    all: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "auth",
+    summary = "End this session, or with `all` every session of the user",
+    request_body(content = LogoutRequest, description = "Optional: no body means `{\"all\": false}`", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Session(s) ended: their access and refresh tokens stop working at once"),
+        (status = 400, description = "Malformed body (`malformed_request`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "logout", skip_all)]
+async fn logout(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ip: ClientIp,
+    OptionalJson(body): OptionalJson<LogoutRequest>,
+) -> Result<StatusCode, ApiError> {
+    let all = body.unwrap_or_default().all;
+    let event = AuditEvent::success("logout")
+        .user(caller.user_id)
+        .session(caller.session_id)
+        .ip(ip.0);
+    if all {
+        state
+            .revocations
+            .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
+            .await?;
+        event.reason("all_sessions").record();
+    } else {
+        state
+            .revocations
+            .end_session(caller.user_id, caller.session_id, RevokeReason::Logout)
+            .await?;
+        event.record();
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,75 @@
+//! `POST /v1/auth/register`: create an account.
+//!
+//! Limited per client IP (`RATE_LIMIT_REGISTER_PER_IP_PER_MINUTE`, 429 past it). When Redis
+//! cannot be reached the limit fails open (see [`crate::limits`] for why).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::audit::AuditEvent;
+use crate::domain::{Role, User};
+use crate::http::ApiError;
+use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::routes::create_account;
+use crate::limits::IpAction;
+
+/// The route.
+pub const PATH: &str = "/v1/auth/register";
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, post(register))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    email: String,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "auth",
+    summary = "Register a new account",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Account created", body = User),
+        (status = 400, description = "`malformed_request`, `invalid_email`, `weak_password` or `validation_failed` (name)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts (`rate_limited`); see `Retry-After`", body = crate::http::error::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "register", skip_all)]
+async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    state.limits.enforce_ip(IpAction::Register, ip.0).await?;
+    let user = create_account(
+        &state,
+        &body.email,
+        body.password.expose_secret(),
+        body.name.as_deref(),
+        Role::User,
+    )
+    .await?;
+    AuditEvent::success("user_registered")
+        .user(user.id)
+        .ip(ip.0)
+        .record();
+    Ok((StatusCode::CREATED, Json(user)))
+}

@@ -1,0 +1,98 @@
+//! `PATCH /v1/users/me`: change the caller's own name or email. Role and disabled state
+//! are not the caller's to change: any field but these two is a 400.
+
+use axum::extract::State;
+use axum::routing::patch;
+use axum::{Json, Router};
+use serde::{Deserialize, Deserializer};
+
+use crate::app::AppState;
+use crate::audit::AuditEvent;
+use crate::db::users::ProfileChange;
+use crate::domain::{Email, User, UserName, UserNameError};
+use crate::http::ApiError;
+use crate::http::extract::{ApiJson, Authenticated, ClientIp};
+
+/// The route.
+pub const PATH: &str = super::get_me::PATH;
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, patch(update_me))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateMeRequest {
+    /// Absent: unchanged; `null`: removed; a string: set.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 100)]
+    name: Option<Option<String>>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// Tells a field that is present (even as `null`) from one that is absent.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Validates a name change: absent (leave it), `null` (remove it) or a new name.
+pub(crate) fn name_change(
+    raw: Option<Option<String>>,
+) -> Result<Option<Option<UserName>>, UserNameError> {
+    raw.map(|name| name.as_deref().map(UserName::parse).transpose())
+        .transpose()
+}
+
+#[utoipa::path(
+    patch,
+    path = PATH,
+    tag = "users",
+    summary = "Change the caller's own name or email (sessions survive)",
+    request_body(content = UpdateMeRequest, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated account", body = User),
+        (status = 400, description = "`malformed_request` (including any field but `name` and `email`), `invalid_email` or `validation_failed`", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already registered (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "update_me", skip_all)]
+async fn update_me(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<UpdateMeRequest>,
+) -> Result<Json<User>, ApiError> {
+    let email = body.email.as_deref().map(Email::parse).transpose()?;
+    let name = name_change(body.name)?;
+    let change = ProfileChange {
+        email: email.as_ref(),
+        name: name.as_ref().map(Option::as_ref),
+    };
+    let user = state
+        .db
+        .update_profile(caller.user_id, change)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    AuditEvent::success("profile_updated")
+        .user(caller.user_id)
+        .session(caller.session_id)
+        .ip(ip.0)
+        .reason(if email.is_some() {
+            "email_changed"
+        } else {
+            "name_changed"
+        })
+        .record();
+    Ok(Json(user))
+}

@@ -1,0 +1,140 @@
+//! Running one endpoint as an AWS Lambda function behind API Gateway (HTTP API, payload 2.0).
+//!
+//! A function's `main.rs` is one call: `lambda::run(routes::login::router)`. The state is
+//! built once per cold start, never per invocation; the router gets the same common layers
+//! as the local server, plus the client IP from API Gateway's request context, plus the
+//! caller from the Lambda authorizer's context when the route has one.
+//!
+//! # The caller from the authorizer, re-checked
+//!
+//! Behind the Lambda authorizer ([`crate::auth::authorizer`]), API Gateway passes the caller
+//! in `requestContext.authorizer.lambda` (`sub`, `role`, `sid`, `jti`, `iat_ms`). The
+//! signature, issuer, audience and expiry were checked there, by the same
+//! [`crate::auth::authorize`] the local server runs, so they are not checked again. But
+//! revocation is: API Gateway may have served that context from its authorizer cache
+//! (up to the cache TTL old), and the contract wants a logout, a role change or a disabled
+//! user to take effect at once. So before the handler runs, [`function_app`] asks the
+//! revocation mirror about the context's session, user and issue instant (one Redis
+//! `MGET`, Postgres if Redis is down): revoked is 401 `unauthorized`, unknowable is 503,
+//! otherwise the [`Caller`](crate::auth::Caller) goes into the request for the `Authenticated` extractor. A
+//! function whose route has no authorizer gets no context and the extractor verifies the
+//! bearer token itself: either way the same checks run.
+//!
+//! The context is trusted because only API Gateway can set it: a function must be invocable
+//! by API Gateway alone (no function URL, no other trigger).
+//!
+//! [`run_authorizer`] runs the authorizer itself (`functions/authorizer`).
+
+use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use lambda_http::request::RequestContext;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+use crate::app::AppState;
+use crate::auth::authorizer::{AuthorizedContext, Authorizer};
+use crate::auth::rules::RouteRules;
+use crate::config::Config;
+use crate::http::{self, ApiError, extract::ClientIp};
+use crate::telemetry;
+
+/// Serves `routes` as a Lambda function until the runtime stops it.
+pub async fn run(routes: fn() -> Router<AppState>) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::new(config).await?;
+    let app = function_app(routes(), state);
+    lambda_http::run(app).await
+}
+
+/// `routes` as a Lambda function serves them: the common layers, the client IP and the
+/// authorizer's caller from API Gateway's request context. Public for in-process tests with
+/// `lambda_http::request::from_str`.
+pub fn function_app(routes: Router<AppState>, state: AppState) -> Router {
+    let routes = routes.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        caller_from_authorizer,
+    ));
+    http::with_common_layers(routes, state).layer(middleware::from_fn(source_ip))
+}
+
+/// Runs the API Gateway Lambda authorizer until the runtime stops it: the state and the
+/// route rules (`AUTHORIZER_ROUTE_RULES`) are built once; each event is decided by
+/// [`crate::auth::authorizer::authorize_request`]. A revocation check that cannot be made
+/// fails the invocation (API Gateway answers 500; see the authorizer module for why).
+pub async fn run_authorizer() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let rules = RouteRules::from_config(&config)?;
+    let state = AppState::new(config).await?;
+    let authorizer = &Authorizer::new(&state, rules);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
+            authorizer
+                .handle(&event.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        },
+    ))
+    .await
+}
+
+/// Turns the Lambda authorizer's context into a [`Caller`](crate::auth::Caller), after re-checking revocation
+/// (see the module docs). Without an authorizer context the request passes untouched.
+async fn caller_from_authorizer(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let context = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .filter(|authorizer| !authorizer.fields.is_empty())
+            .map(|authorizer| AuthorizedContext::from_fields(|k| authorizer.fields.get(k))),
+        _ => None,
+    };
+    let context = match context {
+        None => return next.run(request).await,
+        Some(None) => {
+            // Some other authorizer's context: ignore it, the extractor checks the token.
+            tracing::warn!("authorizer context without sub, role, sid and iat_ms; ignored");
+            return next.run(request).await;
+        }
+        Some(Some(context)) => context,
+    };
+    let caller = context.caller;
+    match state
+        .revocations
+        .is_revoked_parts(caller.user_id, caller.session_id, context.issued_at_ms)
+        .await
+    {
+        Ok(false) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Ok(true) => {
+            tracing::info!(sub = %caller.user_id, "authorizer context revoked since issue");
+            ApiError::Unauthorized.into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Copies API Gateway's view of the client IP into the request, for [`ClientIp`].
+async fn source_ip(mut request: Request, next: Next) -> Response {
+    let ip = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok()),
+        _ => None,
+    };
+    if ip.is_some() {
+        request.extensions_mut().insert(ClientIp(ip));
+    }
+    next.run(request).await
+}

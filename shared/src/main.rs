@@ -1,0 +1,100 @@
+//! `user-service`: the local server (`serve`, every route in one process) and `migrate`.
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use user_service::audit::AuditEvent;
+use user_service::domain::Role;
+use user_service::http::routes::create_account;
+use user_service::{App, AppState, Config, db, telemetry};
+
+#[derive(Parser)]
+#[command(version, about = "User management service: local server and tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve every route on LISTEN_ADDR.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage users from the command line.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin. The password is read from ADMIN_PASSWORD, else from the first
+    /// line of standard input (so it never appears in the process list or shell history).
+    Create {
+        /// The admin's email.
+        #[arg(long)]
+        email: String,
+        /// An optional display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    db::ensure_database(&config.database_url).await?;
+    match cli.command {
+        Command::Migrate => {
+            let applied = db::migrate(&config.database_url).await?;
+            tracing::info!(applied, "migrations done");
+        }
+        Command::Admin(AdminCommand::Create { email, name }) => {
+            let password = match std::env::var("ADMIN_PASSWORD") {
+                Ok(password) if !password.is_empty() => password,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            db::migrate(&config.database_url).await?;
+            let state = AppState::new(config).await?;
+            let user = create_account(&state, &email, &password, name.as_deref(), Role::Admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            AuditEvent::success("admin_created_by_cli")
+                .user(user.id)
+                .record();
+            println!("created admin {} ({})", user.email, user.id);
+        }
+        Command::Serve => {
+            let listen_addr = config.listen_addr;
+            let app = App::build(config).await?;
+            let listener = TcpListener::bind(listen_addr).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving");
+            app.serve_with_shutdown(listener, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return ctrl_c.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or_default();
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,22 @@
+//! Integration tests of user-service, against the HTTP contract (`api-contract.md`), with a
+//! real Postgres and Redis. All of them compile into this one binary; the helpers are in the
+//! `user_service_tests` library (`tests/src`). Every test starts its own app (see
+//! `TestApp`), so they are independent and run in parallel.
+
+mod admin;
+mod authorizer;
+mod errors;
+mod health;
+mod instances;
+mod jwks;
+mod limits;
+mod login;
+mod logout;
+mod me;
+mod outage;
+mod password_change;
+mod password_reset;
+mod refresh;
+mod register;
+mod secrets_at_rest;
+mod tokens;
