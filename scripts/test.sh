@@ -11,8 +11,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 STARTED=$SECONDS
+MOTO_PID=""
 on_exit() {
     local rc=$?
+    stop_moto
     local took
     took="$(fmt_duration $((SECONDS - STARTED)))"
     if ((rc == 0)); then
@@ -36,6 +38,50 @@ FMT_ARGS=(--check)
 step "cargo fmt --all -- --check" cargo fmt --all -- "${FMT_ARGS[@]}"
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
+# DynamoDB for the audit-trail tests: a local moto server (PyPI `moto[server]`, in the
+# project venv) that the tests reach through the real AWS SDK. Port 5000 unless taken (or
+# MOTO_PORT says otherwise); stopped on exit by on_exit above.
+start_moto() {
+    ensure_venv 'moto[server]'
+    local port="${MOTO_PORT:-5000}" i
+    if python - "$port" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)  # taken
+sys.exit(1)
+PY
+    then
+        port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+        log "port ${MOTO_PORT:-5000} is taken; moto uses $port"
+    fi
+    mkdir -p "$CARGO_TARGET_DIR"
+    moto_server -H 127.0.0.1 -p "$port" >"$CARGO_TARGET_DIR/moto.log" 2>&1 &
+    MOTO_PID=$!
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$MOTO_PID" 2>/dev/null ||
+            die "moto_server exited; see $CARGO_TARGET_DIR/moto.log"
+        if python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/reset', data=b'', timeout=1)" 2>/dev/null; then
+            export MOTO_ENDPOINT="http://127.0.0.1:$port"
+            export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
+            log "moto serving at $MOTO_ENDPOINT (pid $MOTO_PID)"
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "moto_server did not answer on port $port within 30 s"
+}
+stop_moto() {
+    if [[ -n "$MOTO_PID" ]]; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+        MOTO_PID=""
+    fi
+}
+step "setup: moto (DynamoDB for the audit tests)" start_moto
+
 # The whole workspace's tests, then one closing line that adds up every test binary's
 # result (cargo's own last line is the last binary's, often a doc-test run of 0 tests).
 run_workspace_tests() {

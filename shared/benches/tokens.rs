@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use user_service::auth::keys::{KeyAlgorithm, KeySet};
 use user_service::auth::tokens::AccessTokens;
 use user_service::domain::Role;
@@ -30,11 +30,25 @@ fn tokens(c: &mut Criterion) {
                     .expect("issue")
             })
         });
+        // A fresh token per iteration: the signature check itself.
+        group.bench_function("verify_first", |b| {
+            b.iter_batched(
+                || {
+                    tokens
+                        .issue(user, Role::User, session)
+                        .expect("issue")
+                        .token
+                },
+                |token| tokens.verify(black_box(&token)).expect("verify"),
+                BatchSize::SmallInput,
+            )
+        });
+        // The same token again, as a client sends it: served from the verified-token cache.
         let token = tokens
             .issue(user, Role::User, session)
             .expect("issue")
             .token;
-        group.bench_function("verify", |b| {
+        group.bench_function("verify_repeated", |b| {
             b.iter(|| tokens.verify(black_box(&token)).expect("verify"))
         });
         group.finish();

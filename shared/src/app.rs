@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::audit::{AuditSink, AuditStore};
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::keys::{KeySet, PemFile};
 use crate::auth::revocation::Revocations;
@@ -37,6 +38,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Outgoing email (SMTP, SES or the log), delivered in the background.
     pub mailer: Mailer,
+    /// The audit trail's store (DynamoDB with `AUDIT_TABLE`, else Postgres), written in
+    /// the background.
+    pub audit: AuditSink,
 }
 
 /// Why the service could not start.
@@ -84,6 +88,11 @@ impl AppState {
         let revocations = Revocations::new(cache.clone(), db.clone(), config.access_token_ttl);
         let limits = Limits::new(cache.clone(), config.limits);
         let mailer = Mailer::from_config(&config).context("mail configuration")?;
+        let audit_store = match &config.audit_table {
+            Some(table) => AuditStore::dynamodb(table, config.dynamodb_endpoint_url.clone()),
+            None => AuditStore::Postgres(db.clone()),
+        };
+        let audit = AuditSink::new(audit_store, config.audit_retention);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -93,6 +102,7 @@ impl AppState {
             revocations,
             limits,
             mailer,
+            audit,
         })
     }
 }

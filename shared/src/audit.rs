@@ -1,11 +1,22 @@
 //! The audit trail: one structured event per security action (who, what, outcome, IP).
 //!
-//! Events go to the log under the `audit` target, as JSON like every other log line. They
-//! carry ids, never a password, a token or a hash.
+//! Every event goes to the log under the `audit` target, as JSON like every other log line.
+//! Events that concern a known user are also stored, through one [`AuditSink`] per process:
+//! in DynamoDB when `AUDIT_TABLE` is set (as on AWS), else in Postgres (`audit_events`),
+//! both kept for `AUDIT_RETENTION_DAYS` (default 90). Storing never slows the request: the
+//! event goes into a bounded channel that a background task drains in batches; when the
+//! channel is full the event is dropped (it is still in the log), counted and warned about.
+//! Events carry ids, never a password, a token or a hash.
+
+mod dynamo;
+mod store;
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+pub use store::{AuditPage, AuditSink, AuditStore, AuditStoreError, PagePosition, StoredEvent};
 
 /// Whether the action did what was asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +28,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// As stored and returned: `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Success => "success",
             Self::Failure => "failure",
@@ -44,6 +56,8 @@ pub struct AuditEvent {
     pub reason: Option<&'static str>,
     /// Which fields an admin action changed (`role,disabled`); names, never values.
     pub changes: Option<String>,
+    /// When it happened (microsecond precision, as Postgres keeps it).
+    pub at: DateTime<Utc>,
 }
 
 impl AuditEvent {
@@ -58,6 +72,7 @@ impl AuditEvent {
             ip: None,
             reason: None,
             changes: None,
+            at: now_micros(),
         }
     }
 
@@ -106,8 +121,16 @@ impl AuditEvent {
         self
     }
 
-    /// Writes the event.
-    pub fn record(self) {
+    /// Writes the event to the log and, when it names a user, hands it to `sink` to be
+    /// stored in the background. Never waits.
+    pub fn record(self, sink: &AuditSink) {
+        self.log();
+        sink.emit(self);
+    }
+
+    /// Writes the event to the log only: for events that name no user (a per-IP rate
+    /// limit), which no user's trail could show.
+    pub fn log(&self) {
         tracing::info!(
             target: "audit",
             event = self.kind,
@@ -121,4 +144,11 @@ impl AuditEvent {
             "audit"
         );
     }
+}
+
+/// Now, truncated to whole microseconds, so that what is stored and what a cursor carries
+/// compare equal.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }

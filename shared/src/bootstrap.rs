@@ -36,7 +36,7 @@ pub async fn ensure_first_admin(state: &AppState, admin: &BootstrapAdmin) -> any
             tracing::info!(user_id = %user.id, "bootstrap admin created");
             AuditEvent::success("admin_bootstrapped")
                 .user(user.id)
-                .record();
+                .record(&state.audit);
             Ok(())
         }
         Ok(None) => Ok(()),

@@ -79,6 +79,14 @@ pub struct Config {
     /// Created as admin at start if no active admin exists (`BOOTSTRAP_ADMIN_EMAIL` and
     /// `BOOTSTRAP_ADMIN_PASSWORD`, both or neither).
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// DynamoDB table of the audit trail (`AUDIT_TABLE`); unset: Postgres (`audit_events`).
+    pub audit_table: Option<String>,
+    /// How long audit events are kept (`AUDIT_RETENTION_DAYS`, default 90).
+    pub audit_retention: Duration,
+    /// DynamoDB endpoint (`AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`, as the AWS
+    /// SDK reads them; read here too so that they go through the same lookup as the rest,
+    /// e.g. to a local moto server in tests). Unset: the SDK's default endpoint.
+    pub dynamodb_endpoint_url: Option<String>,
 }
 
 /// The first admin's credentials, from the environment.
@@ -179,6 +187,11 @@ impl Config {
             trust_forwarded_for: parse_or(&get, "TRUST_FORWARDED_FOR", Some(false))?,
             limits: parse_limits(&get)?,
             authorizer_route_rules: get("AUTHORIZER_ROUTE_RULES"),
+            audit_table: get("AUDIT_TABLE").map(|t| t.trim().to_owned()),
+            audit_retention: parse_or(&get, "AUDIT_RETENTION_DAYS", Some(90_u64))
+                .map(|days| Duration::from_secs(days.saturating_mul(24 * 3600)))?,
+            dynamodb_endpoint_url: get("AWS_ENDPOINT_URL_DYNAMODB")
+                .or_else(|| get("AWS_ENDPOINT_URL")),
             bootstrap_admin: match (
                 get("BOOTSTRAP_ADMIN_EMAIL"),
                 lookup("BOOTSTRAP_ADMIN_PASSWORD").filter(|p| !p.is_empty()),
@@ -217,6 +230,7 @@ impl Config {
                 "PASSWORD_RESET_TTL_SECONDS",
                 self.password_reset_ttl.as_secs(),
             ),
+            ("AUDIT_RETENTION_DAYS", self.audit_retention.as_secs()),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -305,9 +305,10 @@ impl Limits {
         match self.check_ip(action, ip).await {
             Ok(Verdict::Allowed) => Ok(()),
             Ok(Verdict::Limited { retry_after_secs }) => {
+                // Names no user, so it is logged, not stored in a user's trail.
                 AuditEvent::failure(action.audit_kind(), "rate_limited")
                     .ip(ip)
-                    .record();
+                    .log();
                 Err(ApiError::RateLimited { retry_after_secs })
             }
             Err(e) if action.fails_closed() => Err(e.into()),

@@ -66,7 +66,9 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             AuditEvent::success("admin_created_by_cli")
                 .user(user.id)
-                .record();
+                .record(&state.audit);
+            // The process ends next: store the event before it does.
+            state.audit.flush().await;
             println!("created admin {} ({})", user.email, user.id);
         }
         Command::Serve => {

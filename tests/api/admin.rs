@@ -2,7 +2,7 @@
 //! validation, the bootstrap admin, keyset pagination, last-admin protection, and changes
 //! that take effect at once on every instance.
 //!
-//! Not covered here: the audit route (`/v1/admin/users/{id}/audit`), and that
+//! Not covered here: the audit route (`/v1/admin/users/{id}/audit`, see `audit.rs`), and that
 //! `PATCH /v1/users/me` refuses `role` (see `errors.rs`).
 
 use std::collections::{BTreeMap, HashSet};

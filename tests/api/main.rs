@@ -4,6 +4,7 @@
 //! `TestApp`), so they are independent and run in parallel.
 
 mod admin;
+mod audit;
 mod authorizer;
 mod errors;
 mod health;

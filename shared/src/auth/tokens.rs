@@ -3,6 +3,11 @@
 //! Verification trusts nothing in the token before the signature checks out: the `kid`
 //! picks the key, and the key (never the header) decides the algorithm, so `alg: none`,
 //! HMAC tokens keyed with our public key, and algorithm swaps all fail.
+//!
+//! A token that verified once is remembered (keyed by the SHA-256 of the *whole* token, so
+//! a forged payload carrying a real signature never matches) until it expires: a client
+//! sending the same token on every request pays for one signature check, not one per
+//! request. Revocation is not cached: callers check it every time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +84,48 @@ pub struct AccessTokens {
     issuer: String,
     audience: String,
     ttl: Duration,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Most tokens remembered as verified; past it, expired entries go first, then all.
+const VERIFIED_CACHE_CAPACITY: usize = 16_384;
+
+/// Tokens whose signature and claims checked out, by the SHA-256 of the whole token.
+struct VerifiedTokens {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<AccessClaims>>>,
+}
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The claims of a token seen before, if it has not expired since.
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<AccessClaims>> {
+        let mut entries = self.entries.lock().ok()?;
+        let claims = entries.get(key)?;
+        if claims.exp + LEEWAY_SECS > now {
+            Some(Arc::clone(claims))
+        } else {
+            entries.remove(key);
+            None
+        }
+    }
+
+    fn insert(&self, key: [u8; 32], claims: Arc<AccessClaims>, now: u64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= VERIFIED_CACHE_CAPACITY {
+            entries.retain(|_, c| c.exp + LEEWAY_SECS > now);
+            if entries.len() >= VERIFIED_CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, claims);
+    }
 }
 
 /// Clock skew tolerated on `exp`, in seconds.
@@ -92,6 +139,7 @@ impl AccessTokens {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl,
+            verified: Arc::new(VerifiedTokens::new()),
         }
     }
 
@@ -146,9 +194,20 @@ impl AccessTokens {
         Ok(IssuedAccessToken { token, claims })
     }
 
-    /// Checks signature, key, algorithm, issuer, audience and expiry. Says nothing about
-    /// revocation: see [`super::revocation`].
+    /// Checks signature, key, algorithm, issuer, audience and expiry (once per token; see
+    /// the module doc). Says nothing about revocation: see [`super::revocation`].
     pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let key = super::opaque::hash(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(claims) = self.verified.get(&key, now) {
+            return Ok((*claims).clone());
+        }
+        let claims = self.verify_signature(token)?;
+        self.verified.insert(key, Arc::new(claims.clone()), now);
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken("header"))?;
         let kid = header.kid.ok_or(InvalidToken("no kid"))?;
         let key = self
@@ -227,6 +286,56 @@ mod tests {
         let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
         assert!(t.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn a_cached_token_still_cannot_be_altered_or_outlive_its_expiry() {
+        let t = tokens(KeyAlgorithm::Es256);
+        let issued = t
+            .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .expect("issue");
+        assert!(
+            t.verify(&issued.token).is_ok(),
+            "first check verifies and caches"
+        );
+        // Same signature, other payload: a different cache key, and a bad signature.
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let mut claims = serde_json::to_value(&issued.claims).expect("json");
+        claims["role"] = "admin".into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            parts[2]
+        );
+        assert!(t.verify(&forged).is_err());
+        assert_eq!(t.verify(&issued.token).expect("cached"), issued.claims);
+        // An entry is not served past the token's expiry.
+        let key = crate::auth::opaque::hash(&issued.token);
+        let after_expiry = issued.claims.exp + LEEWAY_SECS + 1;
+        assert!(t.verified.get(&key, after_expiry).is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let cache = VerifiedTokens::new();
+        let claims = Arc::new(AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: Uuid::nil(),
+            role: Role::User,
+            sid: Uuid::nil(),
+            jti: Uuid::nil(),
+            iat: 0,
+            exp: 100,
+        });
+        for n in 0..(VERIFIED_CACHE_CAPACITY + 10) {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            cache.insert(key, Arc::clone(&claims), 50);
+        }
+        let len = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
+        assert!(len <= VERIFIED_CACHE_CAPACITY, "{len}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! itself when the database comes back.
 
 pub mod admin;
+pub mod audit;
 pub mod reset_tokens;
 pub mod sessions;
 pub mod users;

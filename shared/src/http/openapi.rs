@@ -35,6 +35,7 @@ use crate::http::routes::{self, admin};
         admin::get_user::get_user,
         admin::update_user::update_user,
         admin::delete_user::delete_user,
+        admin::user_audit::user_audit,
         routes::jwks::jwks,
         routes::health::healthz,
         routes::health::readyz,

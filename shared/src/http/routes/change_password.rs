@@ -68,7 +68,7 @@ async fn change_password(
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip.0)
-            .record();
+            .record(&state.audit);
         return Err(ApiError::WrongCurrentPassword);
     }
     let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
@@ -96,6 +96,6 @@ async fn change_password(
         .user(caller.user_id)
         .session(caller.session_id)
         .ip(ip.0)
-        .record();
+        .record(&state.audit);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -154,7 +154,7 @@ impl ForgotRequest {
                         AuditEvent::failure(AUDIT_KIND, "email_rate_limited").user(record.user.id)
                     }
                 };
-                event.ip(ip).record();
+                event.ip(ip).record(&state.audit);
                 return;
             }
         };
@@ -188,7 +188,7 @@ impl ForgotRequest {
         AuditEvent::success(AUDIT_KIND)
             .user(user.id)
             .ip(ip)
-            .record();
+            .record(&state.audit);
         let email = reset_email(&state.config.public_base_url, &user.email, &token, ttl);
         state
             .mailer

@@ -73,7 +73,7 @@ async fn login(
     if let Verdict::Limited { retry_after_secs } = state.limits.login_begin(&email).await? {
         AuditEvent::failure("login", "rate_limited")
             .ip(ip.0)
-            .record();
+            .record(&state.audit);
         return Err(ApiError::RateLimited { retry_after_secs });
     }
     let (record, needs_rehash) = match verify(&state, &email, &attempt, ip).await {
@@ -117,7 +117,7 @@ async fn login(
         .user(user_id)
         .session(session.session_id)
         .ip(ip.0)
-        .record();
+        .record(&state.audit);
     Ok(Json(pair))
 }
 
@@ -154,7 +154,7 @@ async fn verify(
         state.hasher.verify_dummy(attempt).await?;
         AuditEvent::failure("login", "unknown_email")
             .ip(ip.0)
-            .record();
+            .record(&state.audit);
         return Err(Refusal::Credentials { user_id: None });
     };
     let verification = state.hasher.verify(attempt, &record.password_hash).await?;
@@ -164,7 +164,7 @@ async fn verify(
             AuditEvent::failure("login", "wrong_password")
                 .user(user_id)
                 .ip(ip.0)
-                .record();
+                .record(&state.audit);
             Err(Refusal::Credentials {
                 user_id: Some(user_id),
             })
@@ -173,7 +173,7 @@ async fn verify(
             AuditEvent::failure("login", "disabled")
                 .user(user_id)
                 .ip(ip.0)
-                .record();
+                .record(&state.audit);
             Err(Refusal::Credentials {
                 user_id: Some(user_id),
             })
@@ -192,7 +192,7 @@ async fn record_failure(state: &AppState, email: &Email, user_id: Option<Uuid>, 
             if let Some(user_id) = user_id {
                 event = event.user(user_id);
             }
-            event.record();
+            event.record(&state.audit);
             tracing::info!(lock_secs, "account locked after repeated failed logins");
         }
         Ok(None) => {}

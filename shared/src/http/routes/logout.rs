@@ -61,13 +61,13 @@ async fn logout(
             .revocations
             .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
             .await?;
-        event.reason("all_sessions").record();
+        event.reason("all_sessions").record(&state.audit);
     } else {
         state
             .revocations
             .end_session(caller.user_id, caller.session_id, RevokeReason::Logout)
             .await?;
-        event.record();
+        event.record(&state.audit);
     }
     Ok(StatusCode::NO_CONTENT)
 }

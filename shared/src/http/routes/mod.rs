@@ -73,6 +73,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { function: "admin-get-user", methods: &["GET"], path: admin::USER, access: Access::Admin, router: admin::get_user::router },
     Endpoint { function: "admin-update-user", methods: &["PATCH"], path: admin::USER, access: Access::Admin, router: admin::update_user::router },
     Endpoint { function: "admin-delete-user", methods: &["DELETE"], path: admin::USER, access: Access::Admin, router: admin::delete_user::router },
+    Endpoint { function: "admin-user-audit", methods: &["GET"], path: admin::USER_AUDIT, access: Access::Admin, router: admin::user_audit::router },
 ];
 
 /// Every endpoint's router, merged: the local server's routes.

@@ -71,7 +71,7 @@ async fn refresh(
                 .user(user_id)
                 .session(session.session_id)
                 .ip(ip.0)
-                .record();
+                .record(&state.audit);
             Ok(Json(pair))
         }
         Rotation::Reused {
@@ -86,11 +86,13 @@ async fn refresh(
                 .user(user_id)
                 .session(session_id)
                 .ip(ip.0)
-                .record();
+                .record(&state.audit);
             Err(ApiError::InvalidRefreshToken)
         }
         Rotation::Invalid => {
-            AuditEvent::failure("refresh", "invalid").ip(ip.0).record();
+            AuditEvent::failure("refresh", "invalid")
+                .ip(ip.0)
+                .record(&state.audit);
             Err(ApiError::InvalidRefreshToken)
         }
     }

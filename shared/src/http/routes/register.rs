@@ -70,6 +70,6 @@ async fn register(
     AuditEvent::success("user_registered")
         .user(user.id)
         .ip(ip.0)
-        .record();
+        .record(&state.audit);
     Ok((StatusCode::CREATED, Json(user)))
 }

@@ -87,7 +87,7 @@ async fn reset_password(
         if let Some(user_id) = user_id {
             event = event.user(user_id);
         }
-        event.record();
+        event.record(&state.audit);
     };
     if !looks_like_a_token(&body.token) {
         refuse(None, "invalid_token");
@@ -136,7 +136,7 @@ async fn reset_password(
     AuditEvent::success(AUDIT_KIND)
         .user(user_id)
         .ip(ip.0)
-        .record();
+        .record(&state.audit);
     Ok(StatusCode::NO_CONTENT)
 }
 

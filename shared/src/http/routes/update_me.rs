@@ -93,6 +93,6 @@ async fn update_me(
         } else {
             "name_changed"
         })
-        .record();
+        .record(&state.audit);
     Ok(Json(user))
 }

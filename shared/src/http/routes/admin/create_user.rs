@@ -76,6 +76,6 @@ async fn create_user(
         } else {
             "role=user"
         })
-        .record();
+        .record(&state.audit);
     Ok((StatusCode::CREATED, Json(user)))
 }

@@ -48,6 +48,6 @@ async fn delete_user(
         .actor(admin.user_id)
         .user(id)
         .ip(ip.0)
-        .record();
+        .record(&state.audit);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -100,6 +100,6 @@ async fn update_user(
         } else {
             "profile_only"
         })
-        .record();
+        .record(&state.audit);
     Ok(Json(user))
 }

@@ -1,0 +1,119 @@
+//! `GET /v1/admin/users/{id}/audit?limit=&cursor=`: a user's security events, newest first,
+//! from whichever audit store is configured (DynamoDB with `AUDIT_TABLE`, else Postgres),
+//! by keyset pagination on `(at, id)`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::{USER_AUDIT, user_id};
+use crate::app::AppState;
+use crate::audit::{AuditStoreError, PagePosition, StoredEvent};
+use crate::http::extract::AdminCaller;
+use crate::http::{ApiError, cursor};
+
+/// Page size when `limit` is absent.
+pub const DEFAULT_LIMIT: usize = 20;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 100;
+
+/// This endpoint's router.
+pub fn router() -> Router<AppState> {
+    Router::new().route(USER_AUDIT, get(user_audit))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AuditEventPage {
+    /// The events, newest first.
+    events: Vec<StoredEvent>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
+}
+
+impl From<AuditStoreError> for ApiError {
+    fn from(e: AuditStoreError) -> Self {
+        match e {
+            AuditStoreError::Db(e) => e.into(),
+            AuditStoreError::DynamoDb(cause) => ApiError::Unavailable(cause),
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = USER_AUDIT,
+    tag = "admin",
+    summary = "A user's security events, newest first (keyset pagination)",
+    description = "Login successes and failures (with the reason), lockouts, token issues, refreshes, reuse detections, logouts, password changes and resets, and admin actions on the user. Events are stored in the background, so one may show up a moment after the request that caused it. Kept for `AUDIT_RETENTION_DAYS` (default 90).",
+    params(
+        ("id" = String, Path, description = "The user's id (a UUID)"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of events", body = AuditEventPage),
+        (status = 400, description = "`validation_failed` (limit) or `malformed_request` (a cursor we did not issue for this user)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user, or the id is not a UUID (`not_found`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency (Postgres, DynamoDB, Redis) is down (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn user_audit(
+    State(state): State<AppState>,
+    AdminCaller(_admin): AdminCaller,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditEventPage>, ApiError> {
+    let id = user_id(&id)?;
+    let Query(params) =
+        query.map_err(|_| ApiError::MalformedRequest("the query string is malformed".into()))?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "limit",
+                    "out_of_range",
+                    "limit must be a whole number from 1 to 100",
+                )
+            })?,
+    };
+    // The cursor is bound to the user it was issued for.
+    let fingerprint = format!("audit:{id}");
+    let keys = state.tokens.keys();
+    let after = params
+        .get("cursor")
+        .map(|raw| cursor::decode(keys, raw, &fingerprint))
+        .transpose()?
+        .map(|p| {
+            p.created_at()
+                .map(|at| PagePosition { at, id: p.id })
+                .ok_or_else(|| ApiError::MalformedRequest("cursor is out of range".into()))
+        })
+        .transpose()?;
+    // A deleted user's trail is still there, but the user is not: 404 like get_user.
+    if state.db.user_by_id(id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let page = state.audit.store().page(id, after, limit).await?;
+    let next_cursor = match page.events.last() {
+        Some(last) if page.more => Some(cursor::encode(
+            keys,
+            &cursor::Position::after(last.at, last.id, fingerprint),
+        )),
+        _ => None,
+    };
+    Ok(Json(AuditEventPage {
+        events: page.events,
+        next_cursor,
+    }))
+}
