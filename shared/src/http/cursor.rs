@@ -38,6 +38,70 @@ impl Position {
     }
 }
 
+/// Page size when `limit` is absent.
+pub const DEFAULT_LIMIT: usize = 20;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 100;
+
+/// The query parameters of a paginated list (a malformed query string is 400).
+pub fn query_params(
+    query: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    query
+        .map(|axum::extract::Query(params)| params)
+        .map_err(|_| ApiError::MalformedRequest("the query string is malformed".into()))
+}
+
+/// `limit`: [`DEFAULT_LIMIT`] when absent, else 1 to [`MAX_LIMIT`] or 400 `validation_failed`.
+pub fn page_limit(limit: Option<&String>) -> Result<usize, ApiError> {
+    let Some(raw) = limit else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::field(
+                "limit",
+                "out_of_range",
+                "limit must be a whole number from 1 to 100",
+            )
+        })
+}
+
+/// The position a `cursor` parameter names, if one was sent; it must have been issued for
+/// `query`.
+pub fn position_after(
+    keys: &KeySet,
+    cursor: Option<&String>,
+    query: &str,
+) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
+    let Some(raw) = cursor else {
+        return Ok(None);
+    };
+    let position = decode(keys, raw, query)?;
+    let at = position
+        .created_at()
+        .ok_or_else(|| ApiError::MalformedRequest("cursor is out of range".into()))?;
+    Ok(Some((at, position.id)))
+}
+
+/// The cursor for the page after an item at `(at, id)`, when there is more.
+pub fn next_page(
+    keys: &KeySet,
+    last: Option<(DateTime<Utc>, Uuid)>,
+    more: bool,
+    query: String,
+) -> Option<String> {
+    match last {
+        Some((at, id)) if more => Some(encode(keys, &Position::after(at, id, query))),
+        _ => None,
+    }
+}
+
 /// Encodes `position` as `payload.tag`, both base64url.
 pub fn encode(keys: &KeySet, position: &Position) -> String {
     let payload = serde_json::to_vec(position).unwrap_or_default();

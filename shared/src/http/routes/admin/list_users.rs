@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,11 +15,6 @@ use crate::db::admin::{PagePosition, UserFilter};
 use crate::domain::{Role, User};
 use crate::http::extract::AdminCaller;
 use crate::http::{ApiError, cursor};
-
-/// Page size when `limit` is absent.
-pub const DEFAULT_LIMIT: i64 = 20;
-/// Largest page size.
-pub const MAX_LIMIT: i64 = 100;
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -54,24 +50,10 @@ pub(crate) struct UserPage {
 async fn list_users(
     State(state): State<AppState>,
     AdminCaller(_admin): AdminCaller,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<UserPage>, ApiError> {
-    let Query(params) =
-        query.map_err(|_| ApiError::MalformedRequest("the query string is malformed".into()))?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(
-                    "limit",
-                    "out_of_range",
-                    "limit must be a whole number from 1 to 100",
-                )
-            })?,
-    };
+    let params = cursor::query_params(query)?;
+    let limit = cursor::page_limit(params.get("limit"))?;
     let role = params
         .get("role")
         .map(|raw| raw.parse::<Role>())
@@ -88,33 +70,20 @@ async fn list_users(
         role.map(Role::as_str).unwrap_or_default()
     );
     let keys = state.tokens.keys();
-    let after = params
-        .get("cursor")
-        .map(|raw| cursor::decode(keys, raw, &fingerprint))
-        .transpose()?
-        .map(|p| {
-            p.created_at()
-                .map(|created_at| PagePosition {
-                    created_at,
-                    id: p.id,
-                })
-                .ok_or_else(|| ApiError::MalformedRequest("cursor is out of range".into()))
-        })
-        .transpose()?;
+    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?
+        .map(|(created_at, id)| PagePosition { created_at, id });
     let filter = UserFilter {
         email_contains: email.as_deref(),
         role,
     };
     // One more than asked tells whether another page exists.
-    let mut users = state.db.list_users(&filter, after, limit + 1).await?;
-    let more = users.len() as i64 > limit;
-    users.truncate(limit as usize);
-    let next_cursor = match users.last() {
-        Some(last) if more => Some(cursor::encode(
-            keys,
-            &cursor::Position::after(last.created_at, last.id, fingerprint),
-        )),
-        _ => None,
-    };
+    let mut users = state
+        .db
+        .list_users(&filter, after, limit as i64 + 1)
+        .await?;
+    let more = users.len() > limit;
+    users.truncate(limit);
+    let last = users.last().map(|u| (u.created_at, u.id));
+    let next_cursor = cursor::next_page(keys, last, more, fingerprint);
     Ok(Json(UserPage { users, next_cursor }))
 }

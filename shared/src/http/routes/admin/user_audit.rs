@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,11 +15,6 @@ use crate::app::AppState;
 use crate::audit::{AuditStoreError, PagePosition, StoredEvent};
 use crate::http::extract::AdminCaller;
 use crate::http::{ApiError, cursor};
-
-/// Page size when `limit` is absent.
-pub const DEFAULT_LIMIT: usize = 20;
-/// Largest page size.
-pub const MAX_LIMIT: usize = 100;
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -68,50 +64,23 @@ async fn user_audit(
     State(state): State<AppState>,
     AdminCaller(_admin): AdminCaller,
     Path(id): Path<String>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<AuditEventPage>, ApiError> {
     let id = user_id(&id)?;
-    let Query(params) =
-        query.map_err(|_| ApiError::MalformedRequest("the query string is malformed".into()))?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(
-                    "limit",
-                    "out_of_range",
-                    "limit must be a whole number from 1 to 100",
-                )
-            })?,
-    };
+    let params = cursor::query_params(query)?;
+    let limit = cursor::page_limit(params.get("limit"))?;
     // The cursor is bound to the user it was issued for.
     let fingerprint = format!("audit:{id}");
     let keys = state.tokens.keys();
-    let after = params
-        .get("cursor")
-        .map(|raw| cursor::decode(keys, raw, &fingerprint))
-        .transpose()?
-        .map(|p| {
-            p.created_at()
-                .map(|at| PagePosition { at, id: p.id })
-                .ok_or_else(|| ApiError::MalformedRequest("cursor is out of range".into()))
-        })
-        .transpose()?;
+    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?
+        .map(|(at, id)| PagePosition { at, id });
     // A deleted user's trail is still there, but the user is not: 404 like get_user.
     if state.db.user_by_id(id).await?.is_none() {
         return Err(ApiError::NotFound);
     }
     let page = state.audit.store().page(id, after, limit).await?;
-    let next_cursor = match page.events.last() {
-        Some(last) if page.more => Some(cursor::encode(
-            keys,
-            &cursor::Position::after(last.at, last.id, fingerprint),
-        )),
-        _ => None,
-    };
+    let last = page.events.last().map(|e| (e.at, e.id));
+    let next_cursor = cursor::next_page(keys, last, page.more, fingerprint);
     Ok(Json(AuditEventPage {
         events: page.events,
         next_cursor,
