@@ -232,16 +232,16 @@ impl RouteRules {
         Ok(rules)
     }
 
-    /// This service's own rules ([`SERVICE_DEFAULT_RULES`]).
-    pub fn service_default() -> Self {
-        Self::from_json(SERVICE_DEFAULT_RULES).expect("the built-in route rules are valid")
+    /// This service's own rules ([`SERVICE_DEFAULT_RULES`]; a unit test keeps them valid).
+    pub fn service_default() -> Result<Self, RulesError> {
+        Self::from_json(SERVICE_DEFAULT_RULES)
     }
 
     /// The configured rules (`AUTHORIZER_ROUTE_RULES`), else [`Self::service_default`].
     pub fn from_config(config: &Config) -> Result<Self, RulesError> {
         match config.authorizer_route_rules.as_deref() {
             Some(json) => Self::from_json(json),
-            None => Ok(Self::service_default()),
+            None => Self::service_default(),
         }
     }
 
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn service_defaults_keep_admin_routes_for_admins() {
-        let r = RouteRules::service_default();
+        let r = RouteRules::service_default().expect("built-in rules are valid");
         for route in [
             "GET /v1/admin/users",
             "POST /v1/admin/users",
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn service_defaults_let_every_user_reach_their_own_routes() {
-        let r = RouteRules::service_default();
+        let r = RouteRules::service_default().expect("built-in rules are valid");
         for route in [
             "GET /v1/users/me",
             "PATCH /v1/users/me",
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn service_defaults_deny_unlisted_routes() {
-        let r = RouteRules::service_default();
+        let r = RouteRules::service_default().expect("built-in rules are valid");
         for route in [
             "$default",
             "GET /v1/reports",
