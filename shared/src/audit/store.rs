@@ -79,14 +79,7 @@ impl StoredEvent {
     }
 }
 
-/// The position after the last event of a page: newest first, by `(at, id)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PagePosition {
-    /// The last event's time.
-    pub at: DateTime<Utc>,
-    /// The last event's id.
-    pub id: Uuid,
-}
+pub use crate::db::PagePosition;
 
 /// One page of a user's events, newest first.
 #[derive(Debug, Clone)]

@@ -11,20 +11,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::users::{COLUMNS, UserRecord, from_row};
-use super::{Db, DbError};
+use super::{Db, DbError, PagePosition};
 use crate::domain::{Email, Role, User, UserName};
 
 /// Names the advisory lock that serialises admin-count checks ("lastadmn").
 const LAST_ADMIN_LOCK: i64 = 0x6c61_7374_6164_6d6e;
-
-/// One page of the user list, newest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PagePosition {
-    /// `created_at` of the last user on the previous page.
-    pub created_at: DateTime<Utc>,
-    /// Its id (breaks ties between equal `created_at`).
-    pub id: Uuid,
-}
 
 /// What to list.
 #[derive(Debug, Default)]
@@ -102,7 +93,7 @@ impl Db {
                     &[
                         &filter.email_contains,
                         &filter.role.map(Role::as_str),
-                        &after.map(|p| p.created_at),
+                        &after.map(|p| p.at),
                         &after.map(|p| p.id),
                         &limit,
                     ],

@@ -23,6 +23,17 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config as PgConfig, NoTls};
 
+/// Where a keyset page ends: the sort key of its last item, newest first by `(at, id)`.
+/// The next page is everything strictly before it, so rows added meanwhile (newer) never
+/// shift a later page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagePosition {
+    /// The last item's time (`created_at` of a user, `at` of an audit event).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Its id, which breaks ties between equal times.
+    pub id: uuid::Uuid,
+}
+
 /// The error type of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::ApiError;
 use crate::auth::keys::KeySet;
+use crate::db::PagePosition;
 
 /// What a cursor carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +79,7 @@ pub fn position_after(
     keys: &KeySet,
     cursor: Option<&String>,
     query: &str,
-) -> Result<Option<(DateTime<Utc>, Uuid)>, ApiError> {
+) -> Result<Option<PagePosition>, ApiError> {
     let Some(raw) = cursor else {
         return Ok(None);
     };
@@ -86,18 +87,21 @@ pub fn position_after(
     let at = position
         .created_at()
         .ok_or_else(|| ApiError::MalformedRequest("cursor is out of range".into()))?;
-    Ok(Some((at, position.id)))
+    Ok(Some(PagePosition {
+        at,
+        id: position.id,
+    }))
 }
 
-/// The cursor for the page after an item at `(at, id)`, when there is more.
+/// The cursor for the page after `last`, when there is more.
 pub fn next_page(
     keys: &KeySet,
-    last: Option<(DateTime<Utc>, Uuid)>,
+    last: Option<PagePosition>,
     more: bool,
     query: String,
 ) -> Option<String> {
     match last {
-        Some((at, id)) if more => Some(encode(keys, &Position::after(at, id, query))),
+        Some(last) if more => Some(encode(keys, &Position::after(last.at, last.id, query))),
         _ => None,
     }
 }

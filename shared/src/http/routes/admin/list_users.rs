@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::USERS;
 use crate::app::AppState;
-use crate::db::admin::{PagePosition, UserFilter};
+use crate::db::PagePosition;
+use crate::db::admin::UserFilter;
 use crate::domain::{Role, User};
 use crate::http::extract::AdminCaller;
 use crate::http::{ApiError, cursor};
@@ -70,8 +71,7 @@ async fn list_users(
         role.map(Role::as_str).unwrap_or_default()
     );
     let keys = state.tokens.keys();
-    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?
-        .map(|(created_at, id)| PagePosition { created_at, id });
+    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?;
     let filter = UserFilter {
         email_contains: email.as_deref(),
         role,
@@ -83,7 +83,10 @@ async fn list_users(
         .await?;
     let more = users.len() > limit;
     users.truncate(limit);
-    let last = users.last().map(|u| (u.created_at, u.id));
+    let last = users.last().map(|u| PagePosition {
+        at: u.created_at,
+        id: u.id,
+    });
     let next_cursor = cursor::next_page(keys, last, more, fingerprint);
     Ok(Json(UserPage { users, next_cursor }))
 }

@@ -72,14 +72,16 @@ async fn user_audit(
     // The cursor is bound to the user it was issued for.
     let fingerprint = format!("audit:{id}");
     let keys = state.tokens.keys();
-    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?
-        .map(|(at, id)| PagePosition { at, id });
+    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?;
     // A deleted user's trail is still there, but the user is not: 404 like get_user.
     if state.db.user_by_id(id).await?.is_none() {
         return Err(ApiError::NotFound);
     }
     let page = state.audit.store().page(id, after, limit).await?;
-    let last = page.events.last().map(|e| (e.at, e.id));
+    let last = page
+        .events
+        .last()
+        .map(|e| PagePosition { at: e.at, id: e.id });
     let next_cursor = cursor::next_page(keys, last, page.more, fingerprint);
     Ok(Json(AuditEventPage {
         events: page.events,
