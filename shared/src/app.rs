@@ -9,15 +9,16 @@ use tokio::net::TcpListener;
 
 use crate::audit::{AuditSink, AuditStore};
 use crate::auth::hashing::PasswordHasher;
-use crate::auth::keys::{KeySet, PemFile};
+use crate::auth::keys::{KeyRing, KeySet, PemFile};
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::AccessTokens;
 use crate::config::Config;
-use crate::db::{self, Db};
+use crate::db::{self, Connector, Db};
 use crate::http;
 use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::redis_store::Cache;
+use crate::secrets::SecretsManager;
 
 /// What every handler may use. Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -41,6 +42,10 @@ pub struct AppState {
     /// The audit trail's store (DynamoDB with `AUDIT_TABLE`, else Postgres), written in
     /// the background.
     pub audit: AuditSink,
+    /// Work a handler leaves running after its response (the forgot-password email, a
+    /// re-hash). The local server lets it run; a Lambda function waits for it before the
+    /// invocation ends, since a frozen sandbox runs nothing (see [`crate::lambda`]).
+    pub background: tokio_util::task::TaskTracker,
 }
 
 /// Why the service could not start.
@@ -50,29 +55,46 @@ pub struct StartupError(#[from] anyhow::Error);
 
 impl AppState {
     /// Builds the state from `config`: pools (connected lazily, so a cold start does not
-    /// wait for the database), keys from the key file, the hasher. Applies no migration.
+    /// wait for the database), the hasher, and the signing keys: from the key file now, or
+    /// from Secrets Manager (`JWT_KEYS_SECRET_ARN`) on first use. Nothing is read from
+    /// Secrets Manager here: a function reads only the secrets its requests need.
+    /// Applies no migration.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let keys = KeySet::load(&PemFile::new(
-            &config.jwt_private_key_file,
-            config.jwt_algorithm,
-        ))
-        .await
-        .context("loading the JWT signing keys")?;
-        Self::with_keys(config, keys)
+        let secrets = SecretsManager::from_config(&config);
+        let keys = match &config.jwt_keys_secret_arn {
+            Some(arn) => KeyRing::refreshing(
+                crate::auth::key_secret::SecretsManagerKeys::new(secrets.clone(), arn),
+                config.secrets_refresh,
+            ),
+            None => KeyRing::fixed(
+                KeySet::load(&PemFile::new(
+                    &config.jwt_private_key_file,
+                    config.jwt_algorithm,
+                ))
+                .await
+                .context("loading the JWT signing keys")?,
+            ),
+        };
+        Self::build(config, keys, &secrets)
     }
 
-    /// Builds the state around keys loaded elsewhere (Secrets Manager, tests).
+    /// Builds the state around keys loaded elsewhere (tests).
     pub fn with_keys(config: Config, keys: KeySet) -> Result<Self, StartupError> {
+        let secrets = SecretsManager::from_config(&config);
+        Self::build(config, KeyRing::fixed(keys), &secrets)
+    }
+
+    fn build(
+        config: Config,
+        keys: KeyRing,
+        secrets: &SecretsManager,
+    ) -> Result<Self, StartupError> {
         let db = Db::connect(
-            &config.database_url,
+            Connector::from_config(&config, secrets)?,
             config.database_pool_size,
             config.dependency_timeout,
         )?;
-        let cache = Cache::connect(
-            &config.redis_url,
-            &config.redis_key_prefix,
-            config.dependency_timeout,
-        )?;
+        let cache = Cache::from_config(&config, secrets)?;
         let hasher = PasswordHasher::new(
             config.argon2,
             config.hashing_concurrency,
@@ -103,6 +125,7 @@ impl AppState {
             limits,
             mailer,
             audit,
+            background: tokio_util::task::TaskTracker::new(),
         })
     }
 }
@@ -116,9 +139,12 @@ impl App {
     /// Applies pending migrations, builds the state and makes sure the revocation mirror is
     /// complete. Fails if Postgres or Redis cannot be reached now.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        db::migrate(&config.database_url)
-            .await
-            .context("applying migrations")?;
+        db::migrate(&Connector::from_config(
+            &config,
+            &SecretsManager::from_config(&config),
+        )?)
+        .await
+        .context("applying migrations")?;
         let state = AppState::new(config).await?;
         state
             .revocations

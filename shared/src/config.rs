@@ -21,12 +21,37 @@ use crate::mail::MailBackend;
 pub struct Config {
     /// Address the local server listens on (`LISTEN_ADDR`).
     pub listen_addr: SocketAddr,
-    /// Postgres connection URL (`DATABASE_URL`); may carry a password.
+    /// Postgres connection URL (`DATABASE_URL`); may carry a password. On AWS it is built
+    /// from `DATABASE_HOST`, `DATABASE_PORT` and `DATABASE_NAME`, without credentials.
     pub database_url: SecretString,
+    /// Secrets Manager secret holding the database credentials, JSON `{"username",
+    /// "password"}` (`DATABASE_SECRET_ARN`, the RDS-managed master secret); read on first
+    /// connect and again after `SECRETS_REFRESH_SECONDS` or a refused password.
+    pub database_secret_arn: Option<String>,
+    /// TLS to Postgres (`DATABASE_TLS`: `verify-full` or `off`; `verify-full` by default
+    /// with `DATABASE_HOST`, else `off`).
+    pub database_tls: TlsMode,
+    /// PEM file of the roots Postgres certificates must chain to (`DATABASE_CA_FILE`);
+    /// default: the bundled RDS CAs and Amazon roots.
+    pub database_ca_file: Option<PathBuf>,
     /// Largest number of pooled Postgres connections (`DATABASE_POOL_SIZE`).
     pub database_pool_size: usize,
-    /// Redis connection URL (`REDIS_URL`); may carry a password.
+    /// Redis connection URL (`REDIS_URL`); may carry a password. `rediss://` is TLS. On AWS
+    /// it is built from `REDIS_HOST` and `REDIS_PORT`, TLS unless `REDIS_TLS=off`.
     pub redis_url: SecretString,
+    /// Secrets Manager secret holding the Redis AUTH token, JSON `{"token"}`
+    /// (`REDIS_AUTH_SECRET_ARN`); read on first use.
+    pub redis_auth_secret_arn: Option<String>,
+    /// PEM file of the roots a `rediss://` server's certificate must chain to
+    /// (`REDIS_CA_FILE`); default: the system's and Mozilla's roots.
+    pub redis_ca_file: Option<PathBuf>,
+    /// Secrets Manager secret holding the JWT signing keys (`JWT_KEYS_SECRET_ARN`); when set
+    /// it replaces `JWT_PRIVATE_KEY_FILE`. Read on first use, again after
+    /// `SECRETS_REFRESH_SECONDS`, and when a token names a key id not yet seen.
+    pub jwt_keys_secret_arn: Option<String>,
+    /// How long a secret read from Secrets Manager is used before it is read again
+    /// (`SECRETS_REFRESH_SECONDS`), so a rotation needs no redeploy.
+    pub secrets_refresh: Duration,
     /// Prefix of every Redis key this service writes (`REDIS_KEY_PREFIX`), so that several
     /// deployments (or test runs) can share one Redis.
     pub redis_key_prefix: String,
@@ -87,6 +112,31 @@ pub struct Config {
     /// SDK reads them; read here too so that they go through the same lookup as the rest,
     /// e.g. to a local moto server in tests). Unset: the SDK's default endpoint.
     pub dynamodb_endpoint_url: Option<String>,
+    /// Secrets Manager endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else
+    /// `AWS_ENDPOINT_URL`), read like the DynamoDB one. Unset: the SDK's default endpoint.
+    pub secretsmanager_endpoint_url: Option<String>,
+}
+
+/// Whether a connection uses TLS. With TLS the server's certificate and host name are always
+/// verified: there is no "encrypt but trust anyone" mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP (the local machine).
+    Off,
+    /// TLS, the certificate verified against the configured roots and the host name.
+    VerifyFull,
+}
+
+impl FromStr for TlsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Self::Off),
+            "verify-full" => Ok(Self::VerifyFull),
+            other => Err(format!("{other:?}: use verify-full or off")),
+        }
+    }
 }
 
 /// The first admin's credentials, from the environment.
@@ -145,15 +195,61 @@ impl Config {
         };
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let defaults = Argon2Config::default();
+        let database_host = get("DATABASE_HOST");
+        let redis_host = get("REDIS_HOST");
         let config = Self {
             listen_addr,
-            database_url: get("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/user_service".into())
-                .into(),
+            database_url: match (get("DATABASE_URL"), &database_host) {
+                (Some(url), None) => url,
+                (None, Some(host)) => format!(
+                    "postgres://{host}:{}/{}",
+                    parse_or(&get, "DATABASE_PORT", Some(5432_u16))?,
+                    get("DATABASE_NAME").unwrap_or_else(|| "user_service".into()),
+                ),
+                (None, None) => "postgres://postgres@127.0.0.1:5432/user_service".into(),
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError {
+                        name: "DATABASE_HOST",
+                        reason: "set DATABASE_URL or DATABASE_HOST, not both".into(),
+                    });
+                }
+            }
+            .into(),
+            database_secret_arn: get("DATABASE_SECRET_ARN"),
+            database_tls: parse_or(
+                &get,
+                "DATABASE_TLS",
+                Some(if database_host.is_some() {
+                    TlsMode::VerifyFull
+                } else {
+                    TlsMode::Off
+                }),
+            )?,
+            database_ca_file: get("DATABASE_CA_FILE").map(PathBuf::from),
             database_pool_size: parse_or(&get, "DATABASE_POOL_SIZE", Some(16))?,
-            redis_url: get("REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
-                .into(),
+            redis_url: match (get("REDIS_URL"), &redis_host) {
+                (Some(url), None) => url,
+                (None, Some(host)) => {
+                    let scheme = match parse_or(&get, "REDIS_TLS", Some(TlsMode::VerifyFull))? {
+                        TlsMode::VerifyFull => "rediss",
+                        TlsMode::Off => "redis",
+                    };
+                    let port = parse_or(&get, "REDIS_PORT", Some(6379_u16))?;
+                    format!("{scheme}://{host}:{port}")
+                }
+                (None, None) => "redis://127.0.0.1:6379".into(),
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError {
+                        name: "REDIS_HOST",
+                        reason: "set REDIS_URL or REDIS_HOST, not both".into(),
+                    });
+                }
+            }
+            .into(),
+            redis_auth_secret_arn: get("REDIS_AUTH_SECRET_ARN"),
+            redis_ca_file: get("REDIS_CA_FILE").map(PathBuf::from),
+            jwt_keys_secret_arn: get("JWT_KEYS_SECRET_ARN"),
+            secrets_refresh: secs("SECRETS_REFRESH_SECONDS", 300)?,
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "user-service:".into()),
             dependency_timeout: millis("DEPENDENCY_TIMEOUT_MS", 2_000)?,
             jwt_private_key_file: get("JWT_PRIVATE_KEY_FILE")
@@ -190,6 +286,8 @@ impl Config {
             audit_table: get("AUDIT_TABLE").map(|t| t.trim().to_owned()),
             audit_retention: parse_or(&get, "AUDIT_RETENTION_DAYS", Some(90_u64))
                 .map(|days| Duration::from_secs(days.saturating_mul(24 * 3600)))?,
+            secretsmanager_endpoint_url: get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+                .or_else(|| get("AWS_ENDPOINT_URL")),
             dynamodb_endpoint_url: get("AWS_ENDPOINT_URL_DYNAMODB")
                 .or_else(|| get("AWS_ENDPOINT_URL")),
             bootstrap_admin: match (
@@ -231,6 +329,7 @@ impl Config {
                 self.password_reset_ttl.as_secs(),
             ),
             ("AUDIT_RETENTION_DAYS", self.audit_retention.as_secs()),
+            ("SECRETS_REFRESH_SECONDS", self.secrets_refresh.as_secs()),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -367,6 +466,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret as _;
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -398,6 +498,35 @@ mod tests {
             c.jwt_private_key_file,
             PathBuf::from("/home/u/.local/share/user-service/jwt-private-key.pem")
         );
+    }
+
+    #[test]
+    fn on_aws_hosts_become_tls_urls_without_credentials() {
+        let c = config(&[
+            ("DATABASE_HOST", "db.example.internal"),
+            ("DATABASE_NAME", "users"),
+            ("DATABASE_SECRET_ARN", "arn:db"),
+            ("REDIS_HOST", "cache.example.internal"),
+            ("REDIS_PORT", "6380"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.database_url.expose_secret(),
+            "postgres://db.example.internal:5432/users"
+        );
+        assert_eq!(c.database_tls, TlsMode::VerifyFull);
+        assert_eq!(c.database_secret_arn.as_deref(), Some("arn:db"));
+        assert_eq!(
+            c.redis_url.expose_secret(),
+            "rediss://cache.example.internal:6380"
+        );
+        let local = config(&[]).expect("defaults");
+        assert_eq!(local.database_tls, TlsMode::Off);
+        let err = config(&[("DATABASE_URL", "postgres://x/y"), ("DATABASE_HOST", "h")])
+            .expect_err("both");
+        assert!(err.to_string().contains("DATABASE_HOST"), "{err}");
+        let err = config(&[("DATABASE_TLS", "require")]).expect_err("no unverified TLS");
+        assert!(err.to_string().contains("DATABASE_TLS"), "{err}");
     }
 
     #[test]

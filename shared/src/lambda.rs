@@ -25,6 +25,8 @@
 //!
 //! [`run_authorizer`] runs the authorizer itself (`functions/authorizer`).
 
+use std::time::{Duration, Instant};
+
 use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -37,27 +39,82 @@ use crate::app::AppState;
 use crate::auth::authorizer::{AuthorizedContext, Authorizer};
 use crate::auth::rules::RouteRules;
 use crate::config::Config;
-use crate::http::{self, ApiError, extract::ClientIp};
+use crate::http::{self, ApiError, MinimumResponseTime, extract::ClientIp};
 use crate::telemetry;
 
-/// Serves `routes` as a Lambda function until the runtime stops it.
+/// Serves `routes` as a Lambda function until the runtime stops it; metrics are flushed
+/// as Embedded Metric Format lines after each invocation.
 pub async fn run(routes: fn() -> Router<AppState>) -> Result<(), lambda_http::Error> {
     telemetry::init();
+    let metrics = telemetry::lambda_metrics()?;
     let config = Config::from_env()?;
     let state = AppState::new(config).await?;
     let app = function_app(routes(), state);
-    lambda_http::run(app).await
+    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, app).await
 }
 
 /// `routes` as a Lambda function serves them: the common layers, the client IP and the
-/// authorizer's caller from API Gateway's request context. Public for in-process tests with
+/// authorizer's caller from API Gateway's request context, and the background work settled
+/// before the invocation ends. Public for in-process tests with
 /// `lambda_http::request::from_str`.
 pub fn function_app(routes: Router<AppState>, state: AppState) -> Router {
     let routes = routes.route_layer(middleware::from_fn_with_state(
         state.clone(),
         caller_from_authorizer,
     ));
-    http::with_common_layers(routes, state).layer(middleware::from_fn(source_ip))
+    http::with_common_layers(routes, state.clone())
+        .layer(middleware::from_fn_with_state(
+            state,
+            settle_background_work,
+        ))
+        .layer(middleware::from_fn(source_ip))
+}
+
+/// The longest an invocation waits for its background work (the template gives the
+/// functions 10 s; the email and the audit writes take milliseconds when all is well).
+const BACKGROUND_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Holds the response until the work the handler left running is done and the audit events
+/// it emitted are stored: Lambda freezes the sandbox once the response is returned, so
+/// anything still running would stall until (and unless) the next invocation thaws it.
+/// Then honours a [`MinimumResponseTime`] the handler asked for.
+async fn settle_background_work(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let arrived = Instant::now();
+    let function = function_name();
+    let response = next.run(request).await;
+    // One invocation at a time per instance: whatever the tracker holds is this request's.
+    state.background.close();
+    if tokio::time::timeout(BACKGROUND_DEADLINE, state.background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work still running at the deadline; it may be lost");
+    }
+    state.background.reopen();
+    if tokio::time::timeout(BACKGROUND_DEADLINE, state.audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("audit events not stored by the deadline; they are in the log");
+    }
+    if let Some(MinimumResponseTime(floor)) = response.extensions().get().copied() {
+        tokio::time::sleep_until((arrived + floor).into()).await;
+    }
+    metrics::histogram!(telemetry::metric::LATENCY, "Function" => function)
+        .record(arrived.elapsed().as_secs_f64() * 1000.0);
+    response
+}
+
+/// This function's name (`AWS_LAMBDA_FUNCTION_NAME`), for the latency metric's dimension.
+fn function_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into())
+    })
 }
 
 /// Runs the API Gateway Lambda authorizer until the runtime stops it: the state and the
@@ -70,14 +127,18 @@ pub async fn run_authorizer() -> Result<(), lambda_runtime::Error> {
     let rules = RouteRules::from_config(&config)?;
     let state = AppState::new(config).await?;
     let authorizer = &Authorizer::new(&state, rules);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-            authorizer
-                .handle(&event.payload)
-                .await
-                .map_err(lambda_runtime::Error::from)
-        },
-    ))
+    let metrics = telemetry::lambda_metrics()?;
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        service_fn(
+            move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
+                authorizer
+                    .handle(&event.payload)
+                    .await
+                    .map_err(lambda_runtime::Error::from)
+            },
+        ),
+    )
     .await
 }
 

@@ -17,7 +17,9 @@ pub mod lambda;
 pub mod limits;
 pub mod mail;
 pub mod redis_store;
+pub mod secrets;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::{App, AppState, StartupError};
 pub use config::Config;

@@ -349,7 +349,7 @@ impl Limits {
             return Ok(Verdict::Allowed);
         }
         let keys = AccountKeys::new(&self.cache, email);
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         let answer: i64 = self
             .cache
             .timed(
@@ -380,7 +380,7 @@ impl Limits {
             return Ok(None);
         }
         let keys = AccountKeys::new(&self.cache, email);
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         let locked_ms: i64 = self
             .cache
             .timed(
@@ -406,7 +406,7 @@ impl Limits {
             return Ok(());
         }
         let keys = AccountKeys::new(&self.cache, email);
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         self.cache
             .timed(
                 LOGIN_SUCCEEDED
@@ -426,7 +426,7 @@ impl Limits {
             return Ok(());
         }
         let keys = AccountKeys::new(&self.cache, email);
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         self.cache
             .timed(
                 LOGIN_ABANDONED
@@ -453,7 +453,7 @@ impl Limits {
         limit: u32,
         window: Duration,
     ) -> Result<Verdict, CacheError> {
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         let (count, ttl_ms): (u64, i64) = self
             .cache
             .timed(
@@ -597,7 +597,7 @@ mod tests {
     }
 
     async fn keys(l: &TestLimits) -> Vec<String> {
-        let mut con = l.cache.connection();
+        let mut con = l.cache.connection().await.expect("redis");
         redis::cmd("KEYS")
             .arg(format!("{}*", l.prefix))
             .query_async(&mut con)
@@ -606,7 +606,7 @@ mod tests {
     }
 
     async fn pttl(l: &TestLimits, key: &str) -> i64 {
-        let mut con = l.cache.connection();
+        let mut con = l.cache.connection().await.expect("redis");
         redis::cmd("PTTL")
             .arg(key)
             .query_async(&mut con)
@@ -741,7 +741,7 @@ mod tests {
             fail(&l, &e).await;
             lengths.push(fail(&l, &e).await.expect("locked"));
             // Let the lock lapse (as time would) but keep the level.
-            let mut con = l.cache.connection();
+            let mut con = l.cache.connection().await.expect("redis");
             redis::cmd("DEL")
                 .arg(&locked_key)
                 .query_async::<()>(&mut con)

@@ -44,10 +44,14 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    db::ensure_database(&config.database_url).await?;
+    let connector = db::Connector::from_config(
+        &config,
+        &user_service::secrets::SecretsManager::from_config(&config),
+    )?;
+    db::ensure_database(&connector).await?;
     match cli.command {
         Command::Migrate => {
-            let applied = db::migrate(&config.database_url).await?;
+            let applied = db::migrate(&connector).await?;
             tracing::info!(applied, "migrations done");
         }
         Command::Admin(AdminCommand::Create { email, name }) => {
@@ -59,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            db::migrate(&config.database_url).await?;
+            db::migrate(&connector).await?;
             let state = AppState::new(config).await?;
             let user = create_account(&state, &email, &password, name.as_deref(), Role::Admin)
                 .await

@@ -1,5 +1,6 @@
 //! The Redis connection: one multiplexed connection that reconnects by itself, a key prefix
-//! so deployments and tests can share a server, and a deadline on every command.
+//! so deployments and tests can share a server, and a deadline on every command. On AWS it
+//! is TLS (`rediss://`, the certificate verified) with the AUTH token from Secrets Manager.
 //!
 //! Redis here is only a fast mirror (revocation markers) and a counter store (rate limits):
 //! nothing in it is the only copy of a fact, so losing it must never let a revoked token in.
@@ -7,9 +8,16 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use redis::IntoConnectionInfo as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::OnceCell;
+
+use crate::config::Config;
+use crate::secrets::{CachedSecret, SecretsManager};
 
 /// The error type of the Redis layer: it is either there in time or it is not.
 #[derive(Debug, thiserror::Error)]
@@ -25,28 +33,83 @@ impl From<redis::RedisError> for CacheError {
 /// A handle on Redis; cheap to clone (one shared connection).
 #[derive(Clone)]
 pub struct Cache {
-    connection: ConnectionManager,
+    connection: Arc<OnceCell<ConnectionManager>>,
+    opener: Arc<Opener>,
     prefix: String,
     timeout: Duration,
 }
 
+/// What opening the connection takes: the URL, the AUTH token's secret, the TLS roots.
+struct Opener {
+    url: SecretString,
+    auth_token: Option<CachedSecret>,
+    tls_roots: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+/// The JSON of the Redis AUTH secret: `{"token"}` for ElastiCache's AUTH token (the
+/// default user), plus `"username"` for a Redis ACL user.
+#[derive(serde::Deserialize)]
+struct AuthSecret {
+    token: SecretString,
+    #[serde(default)]
+    username: Option<String>,
+}
+
 impl Cache {
-    /// Prepares the connection; it is opened on first use, so this succeeds while Redis is down.
+    /// Prepares the connection the configuration describes: `REDIS_URL` (or `REDIS_HOST`,
+    /// TLS), the AUTH token from `REDIS_AUTH_SECRET_ARN`, TLS roots from `REDIS_CA_FILE`.
+    /// Nothing is opened or fetched until the first command.
+    pub fn from_config(config: &Config, secrets: &SecretsManager) -> anyhow::Result<Self> {
+        let tls_roots = match &config.redis_ca_file {
+            Some(path) => {
+                let pem = crate::tls::roots_pem(Some(path), "")?;
+                crate::tls::certificates(&pem).context("REDIS_CA_FILE")?;
+                Some(pem)
+            }
+            None => None,
+        };
+        let auth_token = config
+            .redis_auth_secret_arn
+            .as_ref()
+            .map(|arn| CachedSecret::new(secrets.clone(), arn, config.secrets_refresh));
+        Self::with_opener(
+            Opener {
+                url: config.redis_url.clone(),
+                auth_token,
+                tls_roots,
+                timeout: config.dependency_timeout,
+            },
+            &config.redis_key_prefix,
+        )
+    }
+
+    /// Prepares a connection to `url`; it is opened on first use, so this succeeds while
+    /// Redis is down.
     pub fn connect(url: &SecretString, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let client =
-            redis::Client::open(url.expose_secret()).context("REDIS_URL is not a valid URL")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Fail fast while Redis is down; the next command tries again.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .context("preparing the Redis connection")?;
+        Self::with_opener(
+            Opener {
+                url: url.clone(),
+                auth_token: None,
+                tls_roots: None,
+                timeout,
+            },
+            prefix,
+        )
+    }
+
+    fn with_opener(opener: Opener, prefix: &str) -> anyhow::Result<Self> {
+        // Refuse a malformed URL now rather than at the first request.
+        opener
+            .url
+            .expose_secret()
+            .into_connection_info()
+            .context("REDIS_URL is not a valid URL")?;
         Ok(Self {
-            connection,
+            connection: Arc::new(OnceCell::new()),
+            timeout: opener.timeout,
+            opener: Arc::new(opener),
             prefix: prefix.to_owned(),
-            timeout,
         })
     }
 
@@ -55,9 +118,59 @@ impl Cache {
         format!("{}{name}", self.prefix)
     }
 
-    /// A connection handle to run commands on.
-    pub fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
+    /// A connection handle to run commands on. The first call prepares the connection
+    /// (reading the AUTH token from Secrets Manager if there is one); the connection itself
+    /// is opened by the first command and reopened by itself after a failure.
+    pub async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        let opener = &self.opener;
+        self.connection
+            .get_or_try_init(|| async {
+                let mut info = opener.url.expose_secret().into_connection_info()?;
+                if let Some(secret) = &opener.auth_token {
+                    let auth: AuthSecret = self.timed_any(secret.get_json()).await?;
+                    let mut settings = info
+                        .redis_settings()
+                        .clone()
+                        .set_password(auth.token.expose_secret());
+                    if let Some(username) = &auth.username {
+                        settings = settings.set_username(username);
+                    }
+                    info = info.set_redis_settings(settings);
+                }
+                let client = match &opener.tls_roots {
+                    Some(roots) => redis::Client::build_with_tls(
+                        info,
+                        redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(roots.clone()),
+                        },
+                    )?,
+                    None => redis::Client::open(info)?,
+                };
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opener.timeout))
+                    .set_response_timeout(Some(opener.timeout))
+                    // Fail fast while Redis is down; the next command tries again.
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(200));
+                Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs a fallible preparation step under the dependency deadline.
+    async fn timed_any<T>(
+        &self,
+        step: impl Future<Output = anyhow::Result<T>>,
+    ) -> Result<T, CacheError> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(result) => result.map_err(CacheError),
+            Err(_) => Err(CacheError(anyhow::anyhow!(
+                "preparing the redis connection exceeded {:?}",
+                self.timeout
+            ))),
+        }
     }
 
     /// Runs `command` under the dependency deadline.
@@ -76,7 +189,7 @@ impl Cache {
 
     /// `PING` within the deadline, for `/readyz`.
     pub async fn ping(&self) -> Result<(), CacheError> {
-        let mut connection = self.connection();
+        let mut connection = self.connection().await?;
         self.timed(redis::cmd("PING").query_async::<String>(&mut connection))
             .await
             .map(drop)

@@ -14,3 +14,40 @@ pub fn init() {
         .with_env_filter(filter)
         .try_init();
 }
+
+/// The CloudWatch metrics the service emits, in namespace [`NAMESPACE`], without dimensions
+/// unless named (the alarms and the dashboard in `template.yaml` read them so). On Lambda
+/// they are Embedded Metric Format lines on stdout, flushed after each invocation
+/// ([`lambda_metrics`]); the local server installs no recorder, so they cost nothing there.
+pub mod metric {
+    /// A login that issued tokens.
+    pub const LOGIN_SUCCEEDED: &str = "LoginSuccesses";
+    /// A login refused for its credentials (the `LoginFailures` alarm).
+    pub const LOGIN_FAILED: &str = "LoginFailures";
+    /// An access token signed (login, refresh).
+    pub const TOKENS_ISSUED: &str = "TokensIssued";
+    /// A spent refresh token presented again: its session was revoked.
+    pub const REFRESH_REUSE: &str = "RefreshTokenReuse";
+    /// A request refused by a rate limit or a lockout (429).
+    pub const RATE_LIMITED: &str = "RateLimited";
+    /// Milliseconds a function took to answer, with the dimension `Function`.
+    pub const LATENCY: &str = "Latency";
+}
+
+/// The metrics namespace.
+pub const NAMESPACE: &str = "UserService";
+
+/// Counts one `name` event.
+pub fn count(name: &'static str) {
+    metrics::counter!(name).increment(1);
+}
+
+/// Installs the Embedded Metric Format recorder for a Lambda function (once per process).
+pub fn lambda_metrics()
+-> Result<&'static metrics_cloudwatch_embedded::Collector, metrics_cloudwatch_embedded::Error> {
+    metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(NAMESPACE)
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .init()
+}

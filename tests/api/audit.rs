@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, FixedOffset, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
+use user_service_tests::moto::moto_endpoint;
 use user_service_tests::test_app::unique_admin_email;
 use user_service_tests::{
     TestApp, TestAppBuilder, TestUser, assert_problem, eventually, expect_json, strong_password,
@@ -35,34 +36,6 @@ const EXPECTED: &[(&str, &str, Option<&str>)] = &[
     ("login", "success", None),
     ("user_registered", "success", None),
 ];
-
-/// The moto endpoint, or `None` (after saying why) when the DynamoDB tests cannot run here.
-fn moto_endpoint() -> Option<String> {
-    let endpoint = std::env::var("MOTO_ENDPOINT")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    let Some(endpoint) = endpoint else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "MOTO_ENDPOINT is not set, so the DynamoDB audit tests cannot run; in CI they \
-             must: run the suite through scripts/test.sh, which starts moto and sets it"
-        );
-        eprintln!(
-            "skipping the DynamoDB audit test: MOTO_ENDPOINT is not set (scripts/test.sh \
-             starts a moto server and sets it)"
-        );
-        return None;
-    };
-    // The app's AWS SDK takes its credentials and region from the process environment.
-    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-        assert!(
-            std::env::var_os(name).is_some(),
-            "MOTO_ENDPOINT is set but {name} is not: set AWS_ACCESS_KEY_ID=test \
-             AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 as scripts/test.sh does"
-        );
-    }
-    Some(endpoint)
-}
 
 /// A DynamoDB client for moto (the test's own, independent of the app's).
 fn dynamodb(endpoint: &str) -> Client {

@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 mod authorizer;
+mod aws_connections;
 mod errors;
 mod health;
 mod instances;

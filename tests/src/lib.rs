@@ -8,10 +8,12 @@
 //! into the service's internals to make a test pass.
 
 pub mod jwt;
+pub mod moto;
 pub mod problem;
 pub mod proxy;
 pub mod smtp;
 pub mod test_app;
+pub mod tls;
 
 pub use problem::{assert_problem, expect_json, expect_status};
 pub use proxy::TcpProxy;

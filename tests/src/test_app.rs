@@ -120,7 +120,9 @@ impl Drop for Resources {
     }
 }
 
-async fn admin_postgres() -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+/// A superuser connection to the `postgres` maintenance database (creating databases and
+/// roles, reading `pg_stat_activity`).
+pub async fn admin_postgres() -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(
         &format!("postgres://postgres@{POSTGRES_ADDR}/postgres"),
         tokio_postgres::NoTls,
@@ -149,7 +151,8 @@ async fn drop_database(name: &str) -> Result<(), tokio_postgres::Error> {
         .await
 }
 
-async fn redis_connection() -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+/// A plain connection to the local Redis, outside any app.
+pub async fn redis_connection() -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     redis::Client::open(format!("redis://{REDIS_ADDR}"))?
         .get_multiplexed_async_connection()
         .await
@@ -199,7 +202,8 @@ pub struct TestAppBuilder {
 }
 
 impl TestAppBuilder {
-    /// Sets one configuration variable (names as in `Config::from_lookup`).
+    /// Sets one configuration variable (names as in `Config::from_lookup`). `{database}` in
+    /// the value stands for the test's database name (e.g. in a `DATABASE_URL` of its own).
     pub fn env(mut self, name: &str, value: impl ToString) -> Self {
         self.overrides.insert(name.to_owned(), value.to_string());
         self
@@ -240,7 +244,11 @@ impl TestAppBuilder {
         } else {
             self.base
         };
-        vars.extend(self.overrides);
+        vars.extend(
+            self.overrides
+                .into_iter()
+                .map(|(name, value)| (name, value.replace("{database}", &resources.db_name))),
+        );
 
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

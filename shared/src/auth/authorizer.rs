@@ -80,7 +80,6 @@ use super::rules::RouteRules;
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
 use crate::app::AppState;
-use crate::db::DbError;
 
 /// The authorizer result cache TTL this service recommends (see the module docs).
 pub const RECOMMENDED_CACHE_TTL_SECS: u64 = 5;
@@ -88,8 +87,8 @@ pub const RECOMMENDED_CACHE_TTL_SECS: u64 = 5;
 /// Revocation could not be checked: the invocation must fail (API Gateway answers 500),
 /// never allow and never deny (see the module docs).
 #[derive(Debug, thiserror::Error)]
-#[error("authorization undecided: revocation check unavailable")]
-pub struct AuthorizerUnavailable(#[source] pub DbError);
+#[error("authorization undecided: revocation check or signing keys unavailable")]
+pub struct AuthorizerUnavailable(#[source] pub anyhow::Error);
 
 /// What the authorizer needs, built once per cold start.
 #[derive(Clone)]
@@ -149,7 +148,7 @@ pub async fn authorize_request(
                 request_id,
                 decision = "error",
                 reason = "unavailable",
-                error = %error_chain(&e),
+                error = %format!("{e:#}"),
                 "authorization decision"
             );
             return Err(AuthorizerUnavailable(e));
@@ -208,17 +207,6 @@ fn log_decision(caller: Option<&Caller>, route: &str, request_id: &str, decision
         reason,
         "authorization decision"
     );
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The token of the first identity source (`Bearer <token>`), else of the `Authorization`

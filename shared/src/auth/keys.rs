@@ -13,11 +13,15 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use arc_swap::ArcSwapOption;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use futures::future::BoxFuture;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
@@ -159,6 +163,118 @@ fn read_or_create(path: &Path, algorithm: KeyAlgorithm) -> anyhow::Result<Secret
     }
 }
 
+/// The signing keys could not be loaded (Secrets Manager unreachable, the secret empty or
+/// malformed): a 503, never a 401, since the caller's token may well be good.
+#[derive(Debug, thiserror::Error)]
+#[error("JWT signing keys unavailable")]
+pub struct KeysUnavailable(#[source] pub anyhow::Error);
+
+type LoadKeys = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<SecretString>> + Send + Sync>;
+
+/// The key set in use, and where a newer one comes from: fixed (a key file, read at start)
+/// or read from a [`KeySource`] on first use and again after a refresh interval (Secrets
+/// Manager, whose rotation then needs no redeploy). A token naming a `kid` not in the set
+/// also triggers a reload, at most every [`UNKNOWN_KID_RELOAD_INTERVAL`], so an instance
+/// verifies tokens signed by a key that another instance picked up first.
+///
+/// A failed reload keeps the set it has: the old keys stay good until the rotation retires
+/// them, which waits for the longest token lifetime.
+pub struct KeyRing {
+    current: ArcSwapOption<KeySet>,
+    loader: Option<LoadKeys>,
+    refresh: Duration,
+    /// When the last load was attempted; one reload at a time.
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// The shortest time between two reloads asked for by unknown key ids: a stream of tokens
+/// with made-up `kid`s must not turn into a stream of Secrets Manager calls.
+pub const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("current", &self.current.load())
+            .field("refreshing", &self.loader.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyRing {
+    /// Always `keys`.
+    pub fn fixed(keys: KeySet) -> Self {
+        Self {
+            current: ArcSwapOption::from_pointee(keys),
+            loader: None,
+            refresh: Duration::MAX,
+            last_attempt: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Read from `source` on first use and again once `refresh` has passed.
+    pub fn refreshing<S>(source: S, refresh: Duration) -> Self
+    where
+        S: KeySource + Send + Sync + 'static,
+    {
+        let source = Arc::new(source);
+        Self {
+            current: ArcSwapOption::empty(),
+            loader: Some(Box::new(move || {
+                let source = Arc::clone(&source);
+                Box::pin(async move { source.load().await })
+            })),
+            refresh,
+            last_attempt: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The set to use now, loading or refreshing it first if it is due.
+    pub async fn current(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
+        self.reload_if_older_than(self.refresh).await
+    }
+
+    /// The set after a reload, if the last one is older than
+    /// [`UNKNOWN_KID_RELOAD_INTERVAL`] (a token named a key this set does not have).
+    pub async fn reload_for_unknown_kid(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
+        self.reload_if_older_than(UNKNOWN_KID_RELOAD_INTERVAL.min(self.refresh))
+            .await
+    }
+
+    async fn reload_if_older_than(&self, age: Duration) -> Result<Arc<KeySet>, KeysUnavailable> {
+        let current = self.current.load_full();
+        let Some(loader) = &self.loader else {
+            return current.ok_or_else(|| KeysUnavailable(anyhow!("no key set")));
+        };
+        let mut last_attempt = self.last_attempt.lock().await;
+        let due = last_attempt.is_none_or(|at| at.elapsed() >= age);
+        if !due {
+            // Someone else reloaded while this caller waited for the lock, or the set is fresh.
+            return self
+                .current
+                .load_full()
+                .ok_or_else(|| KeysUnavailable(anyhow!("the last key load failed")));
+        }
+        *last_attempt = Some(Instant::now());
+        let loaded = loader().await.and_then(|pem| KeySet::from_pem(&pem));
+        match (loaded, current) {
+            (Ok(set), _) => {
+                let set = Arc::new(set);
+                self.current.store(Some(Arc::clone(&set)));
+                Ok(set)
+            }
+            (Err(e), Some(old)) => {
+                tracing::warn!(error = %format!("{e:#}"), "reloading the JWT keys failed; keeping the current set");
+                Ok(old)
+            }
+            (Err(e), None) => {
+                // Let the next request try again at once rather than after the interval.
+                *last_attempt = None;
+                Err(KeysUnavailable(e))
+            }
+        }
+    }
+}
+
 /// One key of the set.
 pub struct SigningKey {
     kid: String,
@@ -262,7 +378,7 @@ impl KeySet {
             keys.push(key);
         }
         if keys.is_empty() {
-            bail!("the key file holds no private key");
+            bail!("no signing key yet (a new key secret is filled by its first rotation)");
         }
         let by_kid = keys
             .iter()
@@ -351,6 +467,59 @@ mod tests {
             !jwks.to_string().contains("\"d\""),
             "no private parts: {jwks}"
         );
+    }
+
+    /// Keys held in memory, swapped by the test: the rotation seen by a running process.
+    struct Swappable(std::sync::Mutex<anyhow::Result<SecretString>>);
+
+    impl KeySource for Arc<Swappable> {
+        async fn load(&self) -> anyhow::Result<SecretString> {
+            match &*self.0.lock().expect("lock") {
+                Ok(pem) => Ok(pem.clone()),
+                Err(e) => Err(anyhow!("{e}")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refreshing_ring_loads_late_keeps_old_keys_on_failure_and_follows_new_kids() {
+        let source = Arc::new(Swappable(std::sync::Mutex::new(Err(anyhow!(
+            "unreachable"
+        )))));
+        let ring = KeyRing::refreshing(Arc::clone(&source), Duration::from_secs(3600));
+        assert!(ring.current().await.is_err(), "nothing to serve yet");
+
+        let first = KeyAlgorithm::Es256.generate_pem().expect("generate");
+        *source.0.lock().expect("lock") = Ok(first.clone());
+        let loaded = ring.current().await.expect("loaded on the next call");
+        let first_kid = loaded.signing_key().kid().to_owned();
+
+        // Rotated: within the refresh interval the ring keeps its set...
+        let second = KeyAlgorithm::Es256.generate_pem().expect("generate");
+        let both = SecretString::from(format!(
+            "{}{}",
+            second.expose_secret(),
+            first.expose_secret()
+        ));
+        *source.0.lock().expect("lock") = Ok(both);
+        assert_eq!(
+            ring.current().await.expect("cached").signing_key().kid(),
+            first_kid
+        );
+        // ...unless a token names a key it lacks (and the last load is old enough).
+        *ring.last_attempt.lock().await = Some(Instant::now() - UNKNOWN_KID_RELOAD_INTERVAL);
+        let reloaded = ring.reload_for_unknown_kid().await.expect("reloaded");
+        assert_ne!(reloaded.signing_key().kid(), first_kid, "the new key signs");
+        assert!(
+            reloaded.verification_key(&first_kid).is_some(),
+            "the old one verifies"
+        );
+
+        // Secrets Manager down at the next refresh: the current set stays in service.
+        *source.0.lock().expect("lock") = Err(anyhow!("unreachable"));
+        *ring.last_attempt.lock().await = Some(Instant::now() - Duration::from_secs(3600));
+        let kept = ring.current().await.expect("kept");
+        assert_eq!(kept.signing_key().kid(), reloaded.signing_key().kid());
     }
 
     #[test]

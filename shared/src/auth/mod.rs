@@ -4,6 +4,7 @@
 
 pub mod authorizer;
 pub mod hashing;
+pub mod key_secret;
 pub mod keys;
 pub mod opaque;
 pub mod revocation;
@@ -12,10 +13,9 @@ pub mod tokens;
 
 use uuid::Uuid;
 
-use crate::db::DbError;
 use crate::domain::Role;
 use revocation::Revocations;
-use tokens::{AccessClaims, AccessTokens};
+use tokens::{AccessClaims, AccessTokens, VerifyError};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +44,10 @@ pub enum AuthError {
     /// Missing, malformed, badly signed, expired or revoked: a 401.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
-    /// Revocation could not be checked (Redis and Postgres both unreachable): a 503.
-    #[error("revocation check unavailable")]
-    Unavailable(#[source] DbError),
+    /// The token could not be judged: revocation could not be checked (Redis and Postgres
+    /// both unreachable) or the signing keys could not be loaded. A 503.
+    #[error("authorization unavailable")]
+    Unavailable(#[source] anyhow::Error),
 }
 
 /// Verifies `bearer` (signature, key, algorithm, issuer, audience, expiry) and checks that
@@ -56,13 +57,17 @@ pub async fn authorize(
     revocations: &Revocations,
     bearer: &str,
 ) -> Result<Caller, AuthError> {
-    let claims = tokens.verify(bearer).map_err(|e| {
-        tracing::debug!(reason = %e, "access token rejected");
-        AuthError::Unauthorized("invalid")
-    })?;
+    let claims = match tokens.verify(bearer).await {
+        Ok(claims) => claims,
+        Err(VerifyError::Invalid(e)) => {
+            tracing::debug!(reason = %e, "access token rejected");
+            return Err(AuthError::Unauthorized("invalid"));
+        }
+        Err(VerifyError::Unavailable(e)) => return Err(AuthError::Unavailable(e.into())),
+    };
     match revocations.is_revoked(&claims).await {
         Ok(false) => Ok(Caller::from(&claims)),
         Ok(true) => Err(AuthError::Unauthorized("revoked")),
-        Err(e) => Err(AuthError::Unavailable(e)),
+        Err(e) => Err(AuthError::Unavailable(e.into())),
     }
 }

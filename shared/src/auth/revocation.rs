@@ -99,9 +99,10 @@ impl Revocations {
             self.session_key(session_id),
             self.user_key(user_id),
         ];
-        let mut connection = self.cache.connection();
-        let mirror: Result<MirrorEntries, CacheError> =
-            self.cache.timed(connection.mget(&keys)).await;
+        let mirror: Result<MirrorEntries, CacheError> = match self.cache.connection().await {
+            Ok(mut connection) => self.cache.timed(connection.mget(&keys)).await,
+            Err(e) => Err(e),
+        };
         match mirror {
             Ok((Some(_epoch), session, user_cutoff_ms)) => Ok(
                 session.is_some() || user_cutoff_ms.is_some_and(|cutoff| issued_at_ms <= cutoff)
@@ -144,7 +145,7 @@ impl Revocations {
             pipe.set_ex(self.session_key(sid), 1, self.marker_ttl.as_secs())
                 .ignore();
         }
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         self.cache
             .timed(pipe.query_async::<()>(&mut connection))
             .await
@@ -161,7 +162,7 @@ impl Revocations {
               end
               return 1",
         );
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         self.cache
             .timed(
                 script
@@ -222,7 +223,7 @@ impl Revocations {
     /// Makes sure the mirror is marked complete. Called at start: a fresh Redis next to a
     /// fresh database is complete by definition, and an old database gets a rebuild.
     pub async fn ensure_mirror(&self) -> anyhow::Result<()> {
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         let epoch: Option<String> = self.cache.timed(connection.get(self.epoch_key())).await?;
         if epoch.is_none() {
             self.rebuild().await?;
@@ -253,7 +254,7 @@ impl Revocations {
         for (user_id, at) in &users {
             self.mark_user(*user_id, *at).await?;
         }
-        let mut connection = self.cache.connection();
+        let mut connection = self.cache.connection().await?;
         self.cache
             .timed(connection.set::<_, _, ()>(self.epoch_key(), Utc::now().to_rfc3339()))
             .await?;

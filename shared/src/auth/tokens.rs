@@ -16,7 +16,7 @@ use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys::KeySet;
+use super::keys::{KeyRing, KeySet, KeysUnavailable};
 use crate::domain::Role;
 
 /// The claims of an access token.
@@ -77,10 +77,33 @@ impl IssuedAccessToken {
 #[error("access token rejected: {0}")]
 pub struct InvalidToken(&'static str);
 
+/// Why a token could not be verified: the token is bad (a 401), or the keys to judge it
+/// could not be loaded (a 503).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The token is not good.
+    #[error(transparent)]
+    Invalid(#[from] InvalidToken),
+    /// The keys are unavailable.
+    #[error(transparent)]
+    Unavailable(#[from] KeysUnavailable),
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The signing key could not be loaded: a 503.
+    #[error(transparent)]
+    Unavailable(#[from] KeysUnavailable),
+    /// Signing failed: a bug.
+    #[error("signing the access token")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+}
+
 /// Issues and verifies access tokens.
 #[derive(Clone)]
 pub struct AccessTokens {
-    keys: Arc<KeySet>,
+    keys: Arc<KeyRing>,
     issuer: String,
     audience: String,
     ttl: Duration,
@@ -133,7 +156,7 @@ const LEEWAY_SECS: u64 = 5;
 
 impl AccessTokens {
     /// Tokens signed by `keys`, naming `issuer` and `audience`, living `ttl`.
-    pub fn new(keys: Arc<KeySet>, issuer: &str, audience: &str, ttl: Duration) -> Self {
+    pub fn new(keys: Arc<KeyRing>, issuer: &str, audience: &str, ttl: Duration) -> Self {
         Self {
             keys,
             issuer: issuer.to_owned(),
@@ -143,9 +166,10 @@ impl AccessTokens {
         }
     }
 
-    /// The key set (for the JWKS).
-    pub fn keys(&self) -> &KeySet {
-        &self.keys
+    /// The key set in use (for the JWKS and the cursor MAC), loaded or refreshed first if
+    /// it is due.
+    pub async fn keys(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
+        self.keys.current().await
     }
 
     /// How long issued tokens live.
@@ -154,25 +178,27 @@ impl AccessTokens {
     }
 
     /// Signs a token for `user_id` with `role` in session `session_id`.
-    pub fn issue(
+    pub async fn issue(
         &self,
         user_id: Uuid,
         role: Role,
         session_id: Uuid,
-    ) -> Result<IssuedAccessToken, jsonwebtoken::errors::Error> {
+    ) -> Result<IssuedAccessToken, IssueError> {
         self.issue_with_id(user_id, role, session_id, Uuid::now_v7())
+            .await
     }
 
     /// Signs a token whose id `jti` (a UUIDv7: its timestamp is the issue instant) was
     /// taken earlier, while the user's row was locked, so that the issue instant orders
     /// correctly against a concurrent role change or disable (see `db::sessions`).
-    pub fn issue_with_id(
+    pub async fn issue_with_id(
         &self,
         user_id: Uuid,
         role: Role,
         session_id: Uuid,
         jti: Uuid,
-    ) -> Result<IssuedAccessToken, jsonwebtoken::errors::Error> {
+    ) -> Result<IssuedAccessToken, IssueError> {
+        let keys = self.keys.current().await?;
         let iat = jti
             .get_timestamp()
             .map(|t| t.to_unix().0)
@@ -187,7 +213,7 @@ impl AccessTokens {
             iat,
             exp: iat + self.ttl.as_secs(),
         };
-        let key = self.keys.signing_key();
+        let key = keys.signing_key();
         let mut header = Header::new(key.algorithm().jwt_algorithm());
         header.kid = Some(key.kid().to_owned());
         let token = jsonwebtoken::encode(&header, &claims, key.encoding_key())?;
@@ -196,23 +222,33 @@ impl AccessTokens {
 
     /// Checks signature, key, algorithm, issuer, audience and expiry (once per token; see
     /// the module doc). Says nothing about revocation: see [`super::revocation`].
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
-        let key = super::opaque::hash(token);
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let cache_key = super::opaque::hash(token);
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(claims) = self.verified.get(&key, now) {
+        if let Some(claims) = self.verified.get(&cache_key, now) {
             return Ok((*claims).clone());
         }
-        let claims = self.verify_signature(token)?;
-        self.verified.insert(key, Arc::new(claims.clone()), now);
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken("header"))?;
+        let kid = header.kid.ok_or(InvalidToken("no kid"))?;
+        let mut keys = self.keys.current().await?;
+        if keys.verification_key(&kid).is_none() {
+            // Perhaps signed by a key another instance has already picked up.
+            keys = self.keys.reload_for_unknown_kid().await?;
+        }
+        let claims = self.verify_signature(&keys, &kid, token)?;
+        self.verified
+            .insert(cache_key, Arc::new(claims.clone()), now);
         Ok(claims)
     }
 
-    fn verify_signature(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken("header"))?;
-        let kid = header.kid.ok_or(InvalidToken("no kid"))?;
-        let key = self
-            .keys
-            .verification_key(&kid)
+    fn verify_signature(
+        &self,
+        keys: &KeySet,
+        kid: &str,
+        token: &str,
+    ) -> Result<AccessClaims, InvalidToken> {
+        let key = keys
+            .verification_key(kid)
             .ok_or(InvalidToken("unknown kid"))?;
         // The key decides the algorithm; a header asking for another one is refused.
         let mut validation = Validation::new(key.algorithm().jwt_algorithm());
@@ -245,11 +281,16 @@ mod tests {
 
     fn tokens(algorithm: KeyAlgorithm) -> AccessTokens {
         let keys = KeySet::from_pem(&algorithm.generate_pem().expect("key")).expect("set");
-        AccessTokens::new(Arc::new(keys), "iss", "aud", Duration::from_secs(900))
+        AccessTokens::new(
+            Arc::new(KeyRing::fixed(keys)),
+            "iss",
+            "aud",
+            Duration::from_secs(900),
+        )
     }
 
-    #[test]
-    fn issued_tokens_verify_for_every_algorithm() {
+    #[tokio::test]
+    async fn issued_tokens_verify_for_every_algorithm() {
         for algorithm in [
             KeyAlgorithm::Es256,
             KeyAlgorithm::EdDsa,
@@ -258,44 +299,51 @@ mod tests {
             let t = tokens(algorithm);
             let issued = t
                 .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+                .await
                 .expect("issue");
             assert_eq!(issued.expires_in(), 900);
-            assert_eq!(t.verify(&issued.token).expect("verify"), issued.claims);
+            assert_eq!(
+                t.verify(&issued.token).await.expect("verify"),
+                issued.claims
+            );
         }
     }
 
-    #[test]
-    fn a_token_from_another_key_set_is_refused() {
+    #[tokio::test]
+    async fn a_token_from_another_key_set_is_refused() {
         let issuer = tokens(KeyAlgorithm::Es256);
         let verifier = tokens(KeyAlgorithm::Es256);
         let issued = issuer
             .issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7())
+            .await
             .expect("issue");
-        assert!(verifier.verify(&issued.token).is_err());
+        assert!(verifier.verify(&issued.token).await.is_err());
     }
 
-    #[test]
-    fn a_changed_payload_breaks_the_signature() {
+    #[tokio::test]
+    async fn a_changed_payload_breaks_the_signature() {
         let t = tokens(KeyAlgorithm::EdDsa);
         let issued = t
             .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .await
             .expect("issue");
         let parts: Vec<&str> = issued.token.split('.').collect();
         let mut claims = serde_json::to_value(&issued.claims).expect("json");
         claims["role"] = "admin".into();
         let forged_payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert!(t.verify(&forged).is_err());
+        assert!(t.verify(&forged).await.is_err());
     }
 
-    #[test]
-    fn a_cached_token_still_cannot_be_altered_or_outlive_its_expiry() {
+    #[tokio::test]
+    async fn a_cached_token_still_cannot_be_altered_or_outlive_its_expiry() {
         let t = tokens(KeyAlgorithm::Es256);
         let issued = t
             .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .await
             .expect("issue");
         assert!(
-            t.verify(&issued.token).is_ok(),
+            t.verify(&issued.token).await.is_ok(),
             "first check verifies and caches"
         );
         // Same signature, other payload: a different cache key, and a bad signature.
@@ -308,8 +356,11 @@ mod tests {
             URL_SAFE_NO_PAD.encode(claims.to_string()),
             parts[2]
         );
-        assert!(t.verify(&forged).is_err());
-        assert_eq!(t.verify(&issued.token).expect("cached"), issued.claims);
+        assert!(t.verify(&forged).await.is_err());
+        assert_eq!(
+            t.verify(&issued.token).await.expect("cached"),
+            issued.claims
+        );
         // An entry is not served past the token's expiry.
         let key = crate::auth::opaque::hash(&issued.token);
         let after_expiry = issued.claims.exp + LEEWAY_SECS + 1;
@@ -338,11 +389,12 @@ mod tests {
         assert!(len <= VERIFIED_CACHE_CAPACITY, "{len}");
     }
 
-    #[test]
-    fn issue_time_has_millisecond_precision() {
+    #[tokio::test]
+    async fn issue_time_has_millisecond_precision() {
         let t = tokens(KeyAlgorithm::Es256);
         let issued = t
             .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+            .await
             .expect("issue");
         let ms = issued.claims.issued_at_ms();
         assert_eq!(ms / 1000, issued.claims.iat);

@@ -13,15 +13,23 @@ pub mod sessions;
 pub mod users;
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use arc_swap::ArcSwapOption;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Config as PgConfig, NoTls};
+use tokio_postgres::{Client, Config as PgConfig, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{Config, TlsMode};
+use crate::secrets::{CachedSecret, SecretsManager};
 
 /// Where a keyset page ends: the sort key of its last item, newest first by `(at, id)`.
 /// The next page is everything strictly before it, so rows added meanwhile (newer) never
@@ -82,25 +90,187 @@ impl From<PoolError> for DbError {
     }
 }
 
+/// How to open one Postgres connection: where (the URL), over what (TLS with verified
+/// certificates, or plain TCP on a developer machine) and as whom (the URL's user, or
+/// credentials from Secrets Manager, which may be rotated under a running process).
+#[derive(Clone)]
+pub struct Connector {
+    target: PgConfig,
+    tls: Option<MakeRustlsConnect>,
+    credentials: Option<Credentials>,
+}
+
+/// Database credentials from a Secrets Manager secret, as last read.
+#[derive(Clone)]
+struct Credentials {
+    secret: CachedSecret,
+    refresh: Duration,
+    current: Arc<ArcSwapOption<DbLogin>>,
+}
+
+/// One user name and password, and when they were read.
+struct DbLogin {
+    username: String,
+    password: SecretString,
+    read_at: Instant,
+}
+
+/// The JSON of an RDS-managed (or rotation-template) database secret.
+#[derive(serde::Deserialize)]
+struct DbSecret {
+    username: String,
+    password: SecretString,
+}
+
+impl Connector {
+    /// The connector the configuration describes.
+    pub fn from_config(config: &Config, secrets: &SecretsManager) -> anyhow::Result<Self> {
+        let mut target: PgConfig = config
+            .database_url
+            .expose_secret()
+            .parse()
+            .context("DATABASE_URL is not a valid Postgres URL")?;
+        target.connect_timeout(config.dependency_timeout);
+        target.application_name("user-service");
+        let tls = match config.database_tls {
+            TlsMode::Off => None,
+            TlsMode::VerifyFull => {
+                // Never fall back to plain text: `prefer` would, silently.
+                target.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let roots = crate::tls::roots_pem(
+                    config.database_ca_file.as_deref(),
+                    crate::tls::RDS_CA_BUNDLE,
+                )?;
+                let tls = crate::tls::client_config(&roots).context("DATABASE_CA_FILE")?;
+                Some(MakeRustlsConnect::new(tls))
+            }
+        };
+        let credentials = config.database_secret_arn.as_ref().map(|arn| Credentials {
+            secret: CachedSecret::new(secrets.clone(), arn, config.secrets_refresh),
+            refresh: config.secrets_refresh,
+            current: Arc::new(ArcSwapOption::empty()),
+        });
+        Ok(Self {
+            target,
+            tls,
+            credentials,
+        })
+    }
+
+    /// Makes sure the credentials are at hand and fresh (a no-op without a secret, and
+    /// one atomic load while they are fresh). Connections are opened inside the pool,
+    /// which cannot wait for Secrets Manager, so this runs before asking the pool.
+    async fn ready(&self) -> Result<(), DbError> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(());
+        };
+        if let Some(login) = credentials.current.load().as_ref()
+            && login.read_at.elapsed() < credentials.refresh
+        {
+            return Ok(());
+        }
+        let secret: DbSecret = credentials
+            .secret
+            .get_json()
+            .await
+            .map_err(DbError::Unavailable)?;
+        credentials.current.store(Some(Arc::new(DbLogin {
+            username: secret.username,
+            password: secret.password,
+            read_at: Instant::now(),
+        })));
+        Ok(())
+    }
+
+    /// The target with the current credentials filled in.
+    fn target(&self) -> PgConfig {
+        let mut target = self.target.clone();
+        if let Some(credentials) = &self.credentials
+            && let Some(login) = credentials.current.load().as_ref()
+        {
+            target.user(&login.username);
+            target.password(login.password.expose_secret());
+        }
+        target
+    }
+
+    /// Opens one connection (outside any pool: migrations, maintenance) to `dbname`, or
+    /// the configured database. The returned task drives the connection.
+    pub async fn connect(&self, dbname: Option<&str>) -> Result<(Client, JoinHandle<()>), DbError> {
+        self.ready().await?;
+        let mut target = self.target();
+        if let Some(dbname) = dbname {
+            target.dbname(dbname);
+        }
+        Ok(self.open(&target).await?)
+    }
+
+    /// The database this connector connects to.
+    pub fn dbname(&self) -> Option<&str> {
+        self.target.get_dbname()
+    }
+
+    async fn open(
+        &self,
+        target: &PgConfig,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let opened = match &self.tls {
+            None => target
+                .connect(NoTls)
+                .await
+                .map(|(client, connection)| (client, tokio::spawn(drive(connection)))),
+            Some(tls) => target
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| (client, tokio::spawn(drive(connection)))),
+        };
+        if let Err(e) = &opened
+            && e.code() == Some(&SqlState::INVALID_PASSWORD)
+            && let Some(credentials) = &self.credentials
+        {
+            // Rotated under us: read the secret again on the next attempt.
+            tracing::warn!(secret = %credentials.secret.id(), "database refused the password; re-reading the secret");
+            credentials.current.store(None);
+            credentials.secret.invalidate().await;
+        }
+        opened
+    }
+}
+
+/// Runs a connection until it closes; its error, if any, reaches the client's next query.
+async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "postgres connection closed");
+    }
+}
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(
+        &self,
+        _pool_target: &PgConfig,
+    ) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
+        Box::pin(async move { self.open(&self.target()).await })
+    }
+}
+
 /// The Postgres pool plus the deadline every operation runs under.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    connector: Arc<Connector>,
     timeout: Duration,
 }
 
 impl Db {
     /// Builds a pool; connections are opened lazily, so this succeeds while Postgres is down.
-    pub fn connect(url: &SecretString, max_size: usize, timeout: Duration) -> anyhow::Result<Self> {
-        let mut pg: PgConfig = url
-            .expose_secret()
-            .parse()
-            .context("DATABASE_URL is not a valid Postgres URL")?;
-        pg.connect_timeout(timeout);
-        pg.application_name("user-service");
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
+    pub fn connect(
+        connector: Connector,
+        max_size: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let manager = Manager::from_connect(
+            connector.target.clone(),
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -113,11 +283,16 @@ impl Db {
             .recycle_timeout(Some(timeout))
             .build()
             .context("building the Postgres pool")?;
-        Ok(Self { pool, timeout })
+        Ok(Self {
+            pool,
+            connector: Arc::new(connector),
+            timeout,
+        })
     }
 
     /// A pooled connection.
     pub async fn client(&self) -> Result<Object, DbError> {
+        self.connector.ready().await?;
         Ok(self.pool.get().await?)
     }
 
@@ -157,11 +332,11 @@ mod embedded {
 const MIGRATION_LOCK: i64 = 0x7573_6572_7376_6331; // "usersvc1"
 
 /// Applies every pending migration from `migrations/`.
-pub async fn migrate(url: &SecretString) -> anyhow::Result<usize> {
-    let (mut client, connection) = tokio_postgres::connect(url.expose_secret(), NoTls)
+pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
+    let (mut client, driver) = connector
+        .connect(None)
         .await
         .context("connecting to Postgres to migrate")?;
-    let driver = tokio::spawn(connection);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -190,23 +365,25 @@ pub async fn migrate(url: &SecretString) -> anyhow::Result<usize> {
 /// Creates the database named in `url` if it does not exist (a convenience for a fresh
 /// developer machine: `user-service serve` works with no setup). Connects to the `postgres`
 /// maintenance database of the same server to do it.
-pub async fn ensure_database(url: &SecretString) -> anyhow::Result<()> {
-    let target: PgConfig = url.expose_secret().parse().context("DATABASE_URL")?;
-    let Some(name) = target.get_dbname().map(str::to_owned) else {
+pub async fn ensure_database(connector: &Connector) -> anyhow::Result<()> {
+    let Some(name) = connector.dbname().map(str::to_owned) else {
         return Ok(());
     };
-    match tokio_postgres::connect(url.expose_secret(), NoTls).await {
-        Ok(_) => return Ok(()),
-        Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+    match connector.connect(None).await {
+        Ok((_, driver)) => {
+            driver.abort();
+            return Ok(());
+        }
+        Err(DbError::Query(e))
+            if e.downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::code)
+                == Some(&SqlState::INVALID_CATALOG_NAME) => {}
         Err(e) => return Err(e).context("connecting to Postgres"),
     }
-    let mut maintenance = target.clone();
-    maintenance.dbname("postgres");
-    let (client, connection) = maintenance
-        .connect(NoTls)
+    let (client, driver) = connector
+        .connect(Some("postgres"))
         .await
         .context("connecting to the postgres maintenance database")?;
-    let driver = tokio::spawn(connection);
     // Identifiers cannot be bound as parameters; quote it as Postgres would.
     let quoted = format!("\"{}\"", name.replace('"', "\"\""));
     match client

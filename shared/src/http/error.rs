@@ -245,6 +245,22 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<crate::auth::keys::KeysUnavailable> for ApiError {
+    fn from(e: crate::auth::keys::KeysUnavailable) -> Self {
+        ApiError::Unavailable(e.into())
+    }
+}
+
+impl From<crate::auth::tokens::IssueError> for ApiError {
+    fn from(e: crate::auth::tokens::IssueError) -> Self {
+        use crate::auth::tokens::IssueError;
+        match e {
+            IssueError::Unavailable(e) => e.into(),
+            IssueError::Signing(_) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
 impl From<CacheError> for ApiError {
     fn from(e: CacheError) -> Self {
         ApiError::Unavailable(e.into())
@@ -340,6 +356,9 @@ impl IntoResponse for ApiError {
             }
             Self::Internal(cause) => {
                 tracing::error!(code = self.code(), error = %ErrorChain(cause), "internal error");
+            }
+            Self::RateLimited { .. } => {
+                crate::telemetry::count(crate::telemetry::metric::RATE_LIMITED)
             }
             _ => {}
         }

@@ -106,7 +106,7 @@ impl FromRequestParts<AppState> for Authenticated {
         match auth::authorize(&state.tokens, &state.revocations, token).await {
             Ok(caller) => Ok(Authenticated(caller)),
             Err(AuthError::Unauthorized(_)) => Err(ApiError::Unauthorized),
-            Err(AuthError::Unavailable(e)) => Err(e.into()),
+            Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
         }
     }
 }

@@ -32,6 +32,11 @@ pub fn router(state: AppState) -> Router {
     with_common_layers(routes::all(), state)
 }
 
+/// Asks the Lambda wrapper ([`crate::lambda`]) to hold a response until this long after
+/// its request arrived (a response extension; the local server ignores it).
+#[derive(Debug, Clone, Copy)]
+pub struct MinimumResponseTime(pub std::time::Duration);
+
 /// Gives `routes` the behaviour every endpoint shares and binds the state.
 pub fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::app::AppState;
+use crate::http::ApiError;
 
 /// The route.
 pub const PATH: &str = "/.well-known/jwks.json";
@@ -23,12 +24,14 @@ pub fn router() -> Router<AppState> {
     summary = "The public keys that may have signed a live access token",
     responses(
         (status = 200, description = "JSON Web Key Set (RFC 7517)", body = crate::http::openapi::Jwks),
+        (status = 503, description = "The signing keys cannot be read (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
     )
 )]
-async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    (
+async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let keys = state.tokens.keys().await?;
+    Ok((
         // Verifiers may cache it briefly; a rotation publishes the new key before using it.
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.tokens.keys().jwks()),
-    )
+        Json(keys.jwks()),
+    ))
 }

@@ -28,6 +28,7 @@ use crate::domain::{Email, PasswordAttempt};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
 use crate::limits::{IpAction, Verdict};
+use crate::telemetry::{self, metric};
 
 /// The route.
 pub const PATH: &str = "/v1/auth/login";
@@ -69,6 +70,8 @@ async fn login(
 ) -> Result<Json<TokenPair>, ApiError> {
     state.limits.enforce_ip(IpAction::Login, ip.0).await?;
     let email = Email::parse(&body.email)?;
+    // Keys first: no session (and no spent lockout slot) for a token that cannot be signed.
+    state.tokens.keys().await?;
     let attempt = PasswordAttempt::new(body.password.expose_secret());
     if let Verdict::Limited { retry_after_secs } = state.limits.login_begin(&email).await? {
         AuditEvent::failure("login", "rate_limited")
@@ -85,6 +88,7 @@ async fn login(
         }
         Err(Refusal::Credentials { user_id }) => {
             record_failure(&state, &email, user_id, ip).await;
+            telemetry::count(metric::LOGIN_FAILED);
             return Err(ApiError::InvalidCredentials);
         }
         Err(Refusal::Error(e)) => {
@@ -112,7 +116,8 @@ async fn login(
     let Some((session, current)) = created else {
         return Err(ApiError::InvalidCredentials);
     };
-    let pair = TokenPair::issue(&state, current.user, &session, &refresh)?;
+    let pair = TokenPair::issue(&state, current.user, &session, &refresh).await?;
+    telemetry::count(metric::LOGIN_SUCCEEDED);
     AuditEvent::success("login")
         .user(user_id)
         .session(session.session_id)
@@ -206,7 +211,8 @@ fn spawn_rehash(state: &AppState, record: &UserRecord, attempt: PasswordAttempt)
     let state = state.clone();
     let user_id = record.user.id;
     let old_hash = record.password_hash.clone();
-    tokio::spawn(async move {
+    let background = state.background.clone();
+    background.spawn(async move {
         let result = async {
             let new_hash = state.hasher.rehash(&attempt).await?;
             state

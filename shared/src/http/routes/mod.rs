@@ -112,7 +112,7 @@ pub struct TokenPair {
 
 impl TokenPair {
     /// Signs an access token for `user` in `session` and pairs it with `refresh`.
-    pub fn issue(
+    pub async fn issue(
         state: &AppState,
         user: User,
         session: &IssuedSession,
@@ -126,7 +126,8 @@ impl TokenPair {
                 session.session_id,
                 session.access_token_id,
             )
-            .map_err(|e| ApiError::Internal(e.into()))?;
+            .await?;
+        crate::telemetry::count(crate::telemetry::metric::TOKENS_ISSUED);
         let refresh_expires_in = (session.refresh_expires_at - chrono::Utc::now())
             .num_seconds()
             .max(0) as u64;

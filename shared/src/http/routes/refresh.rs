@@ -16,6 +16,7 @@ use crate::auth::opaque;
 use crate::db::sessions::{RevokeReason, Rotation};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::telemetry::{self, metric};
 
 /// The route.
 pub const PATH: &str = "/v1/auth/refresh";
@@ -54,6 +55,9 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let presented = opaque::hash(body.refresh_token.expose_secret());
+    // Keys before the rotation: a token spent without a new pair to show for it would make
+    // the client's retry look like reuse and end its session.
+    state.tokens.keys().await?;
     let replacement = new_refresh_token()?;
     let rotation = state
         .db
@@ -66,7 +70,7 @@ async fn refresh(
     match rotation {
         Rotation::Rotated { session, user } => {
             let user_id = user.user.id;
-            let pair = TokenPair::issue(&state, user.user, &session, &replacement)?;
+            let pair = TokenPair::issue(&state, user.user, &session, &replacement).await?;
             AuditEvent::success("refresh")
                 .user(user_id)
                 .session(session.session_id)
@@ -82,6 +86,7 @@ async fn refresh(
                 .revocations
                 .end_session(user_id, session_id, RevokeReason::RefreshReuse)
                 .await?;
+            telemetry::count(metric::REFRESH_REUSE);
             AuditEvent::failure("refresh", "reuse_detected")
                 .user(user_id)
                 .session(session_id)

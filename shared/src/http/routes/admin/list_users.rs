@@ -70,8 +70,8 @@ async fn list_users(
         email.as_deref().unwrap_or_default(),
         role.map(Role::as_str).unwrap_or_default()
     );
-    let keys = state.tokens.keys();
-    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?;
+    let keys = state.tokens.keys().await?;
+    let after = cursor::position_after(&keys, params.get("cursor"), &fingerprint)?;
     let filter = UserFilter {
         email_contains: email.as_deref(),
         role,
@@ -87,6 +87,6 @@ async fn list_users(
         at: u.created_at,
         id: u.id,
     });
-    let next_cursor = cursor::next_page(keys, last, more, fingerprint);
+    let next_cursor = cursor::next_page(&keys, last, more, fingerprint);
     Ok(Json(UserPage { users, next_cursor }))
 }

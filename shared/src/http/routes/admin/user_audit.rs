@@ -71,8 +71,8 @@ async fn user_audit(
     let limit = cursor::page_limit(params.get("limit"))?;
     // The cursor is bound to the user it was issued for.
     let fingerprint = format!("audit:{id}");
-    let keys = state.tokens.keys();
-    let after = cursor::position_after(keys, params.get("cursor"), &fingerprint)?;
+    let keys = state.tokens.keys().await?;
+    let after = cursor::position_after(&keys, params.get("cursor"), &fingerprint)?;
     // A deleted user's trail is still there, but the user is not: 404 like get_user.
     if state.db.user_by_id(id).await?.is_none() {
         return Err(ApiError::NotFound);
@@ -82,7 +82,7 @@ async fn user_audit(
         .events
         .last()
         .map(|e| PagePosition { at: e.at, id: e.id });
-    let next_cursor = cursor::next_page(keys, last, page.more, fingerprint);
+    let next_cursor = cursor::next_page(&keys, last, page.more, fingerprint);
     Ok(Json(AuditEventPage {
         events: page.events,
         next_cursor,

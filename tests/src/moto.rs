@@ -1,0 +1,69 @@
+//! The local moto server that stands in for AWS (DynamoDB, Secrets Manager, SES), reached
+//! through the real AWS SDK. `scripts/test.sh` starts it and sets `MOTO_ENDPOINT` and fake
+//! `AWS_*` credentials; without it an AWS test fails when `CI` is set and is skipped (saying
+//! why) otherwise.
+
+use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+
+/// The moto endpoint, or `None` (after saying why) when the AWS tests cannot run here.
+pub fn moto_endpoint() -> Option<String> {
+    let endpoint = std::env::var("MOTO_ENDPOINT")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let Some(endpoint) = endpoint else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MOTO_ENDPOINT is not set, so the AWS tests (DynamoDB, Secrets Manager) cannot run; in CI they \
+             must: run the suite through scripts/test.sh, which starts moto and sets it"
+        );
+        eprintln!(
+            "skipping an AWS test: MOTO_ENDPOINT is not set (scripts/test.sh \
+             starts a moto server and sets it)"
+        );
+        return None;
+    };
+    // The app's AWS SDK takes its credentials and region from the process environment.
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(
+            std::env::var_os(name).is_some(),
+            "MOTO_ENDPOINT is set but {name} is not: set AWS_ACCESS_KEY_ID=test \
+             AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 as scripts/test.sh does"
+        );
+    }
+    Some(endpoint)
+}
+
+/// A Secrets Manager client for moto (the test's own, independent of the app's).
+pub fn secrets_manager(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+/// Creates a secret with a unique name holding `value`; returns its ARN.
+pub async fn create_secret(endpoint: &str, purpose: &str, value: &str) -> String {
+    secrets_manager(endpoint)
+        .create_secret()
+        .name(format!("test/{purpose}/{}", uuid::Uuid::new_v4()))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create the secret on moto")
+        .arn
+        .expect("the new secret's ARN")
+}
+
+/// Replaces the secret's current value (what a rotation does).
+pub async fn put_secret(endpoint: &str, arn: &str, value: &str) {
+    secrets_manager(endpoint)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("put the secret's new value on moto");
+}
