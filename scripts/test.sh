@@ -100,3 +100,8 @@ step "cargo test --workspace" run_workspace_tests
 # The SAM template against the endpoint list, cfn-lint, sam validate --lint, actionlint
 # (Python tools in $HOME/.cache/user-service/venv, installed on first use).
 step "template and workflow checks" bash scripts/check-template.sh
+
+# Every function of template.yaml built as SAM deploys it (arm64 release, cargo-lambda
+# through zig; cache in ~/.cache/user-service/target-lambda), each checked to be an aarch64
+# `bootstrap` under 10 MiB zipped; prints the size table (see scripts/sam-build.sh).
+step "sam build (arm64) and package sizes" bash scripts/sam-build.sh
