@@ -97,6 +97,10 @@ run_workspace_tests() {
 }
 step "cargo test --workspace" run_workspace_tests
 
+# Contract fuzzing: Schemathesis (pinned, in the project venv) against the debug server that
+# the tests just built, with every check and phase; fails on any finding (scripts/fuzz.sh).
+step "contract fuzzing (Schemathesis)" bash scripts/fuzz.sh
+
 # The SAM template against the endpoint list, cfn-lint, sam validate --lint, actionlint
 # (Python tools in $HOME/.cache/user-service/venv, installed on first use).
 step "template and workflow checks" bash scripts/check-template.sh
