@@ -333,6 +333,8 @@ cpu_ticks() {
     echo "$total"
 }
 CLK_TCK="$(getconf CLK_TCK)"
+# machine_ticks: "busy total" CPU ticks of the whole machine since boot (/proc/stat).
+machine_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 
 RESULTS="$WORK_DIR/results.jsonl"
 : >"$RESULTS"
@@ -362,8 +364,9 @@ run() {
     fi
     kill -0 "$pid" 2>/dev/null || die "the $side server died during the warm-up of $key"
     reset_peak "$pid"
-    local ticks_before
+    local ticks_before machine_before
     ticks_before="$(cpu_ticks "$pid")"
+    machine_before="$(machine_ticks)"
     log "==> $side $key, $connections connections: ${DURATION}s${rate:+ at $rate req/s}"
     # In the background, so that Ctrl-C or TERM stops it at once (bash runs traps during wait).
     oha "${OHA_ARGS[@]}" -z "${DURATION}s" -c "$connections" "$@" >"$json" &
@@ -371,13 +374,15 @@ run() {
     wait "$OHA_PID"
     OHA_PID=""
     kill -0 "$pid" 2>/dev/null || die "the $side server died during $key"
-    local cpu_s
+    local cpu_s machine_busy
+    machine_busy="$(awk -v b="$machine_before" -v a="$(machine_ticks)" \
+        'BEGIN {split(b, x, " "); split(a, y, " "); print (y[1] - x[1]) / (y[2] - x[2])}')"
     cpu_s="$(awk -v t="$(($(cpu_ticks "$pid") - ticks_before))" -v hz="$CLK_TCK" 'BEGIN {print t / hz}')"
     python3 - "$json" "$side" "$key" "$connections" "$dup" "$(peak_kib "$pid")" "$cpu_s" \
-        "${rate:-}" >>"$RESULTS" <<'PY'
+        "${rate:-}" "$machine_busy" >>"$RESULTS" <<'PY'
 import json, sys
 
-path, side, key, connections, dup, rss_kib, cpu_s, rate = sys.argv[1:9]
+path, side, key, connections, dup, rss_kib, cpu_s, rate, machine_busy = sys.argv[1:10]
 with open(path) as f:
     r = json.load(f)
 codes = {str(k): int(v) for k, v in (r.get("statusCodeDistribution") or {}).items()}
@@ -395,7 +400,7 @@ print(json.dumps({
     "p50": p.get("p50"), "p99": p.get("p99"),
     "errors": non_2xx + transport_errors, "dups": dups, "rss_kib": int(rss_kib),
     "cpu_s": float(cpu_s), "elapsed": elapsed, "responses": sum(codes.values()),
-    "rate": int(rate) if rate else None,
+    "rate": int(rate) if rate else None, "machine_busy": float(machine_busy),
     "codes": codes, "transport": transport,
 }))
 PY
@@ -492,14 +497,15 @@ goal(share >= 0.85, f"login >= 85% of the hash-bound limit: {lo['rps']:.0f} / {h
 p99 = hi["p99"]
 goal(p99 is not None and p99 < 0.05, f"p99 of GET /me at 1,000 connections < 50 ms: {ms(p99)} ms")
 
-print("\nResponses by status / error; the server's CPU time (its whole process tree):")
+print("\nResponses by status / error; the server's CPU time (its whole process tree) and how busy")
+print("the whole machine was (all processes: the servers, Postgres, Redis, oha, anything else):")
 for r in rows:
     parts = [f"{k}: {v}" for k, v in sorted(r["codes"].items())]
     parts += [f"{k}: {v}" for k, v in sorted(r["transport"].items())]
     per = r["cpu_s"] * 1000 / r["responses"] if r["responses"] else 0
     share = r["cpu_s"] / (r["elapsed"] * cpus) if r["elapsed"] else 0
     print(f"- {r['side']} {names[r['key']]} @ {r['connections']}: " + (", ".join(parts) or "no responses")
-          + f"; CPU {per:.2f} ms per response, {share:.0%} of {cpus} CPUs")
+          + f"; server CPU {per:.2f} ms per response = {share:.0%} of {cpus} CPUs; machine {r['machine_busy']:.0%} busy")
 PY
 
 ours_errors="$(python3 -c 'import json, sys; print(sum(r["errors"] for r in map(json.loads, open(sys.argv[1])) if r["side"] == "ours"))' "$RESULTS")"
