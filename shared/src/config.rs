@@ -44,6 +44,11 @@ pub struct Config {
     pub jwt_audience: String,
     /// Lifetime of an access token (`ACCESS_TOKEN_TTL_SECONDS`, default 15 minutes).
     pub access_token_ttl: Duration,
+    /// How long an instance may keep using the signing keys it loaded before reading them
+    /// again (`JWT_KEYS_REFRESH_SECONDS`, default 5 minutes). The key rotation keeps a
+    /// retired key this much longer than the token lifetime, because an instance that
+    /// cached it may sign with it until then.
+    pub jwt_keys_refresh: Duration,
     /// Lifetime of one refresh token; using it mints a new one (`REFRESH_TOKEN_TTL_SECONDS`,
     /// default 30 days). This is the session's idle expiry.
     pub refresh_token_ttl: Duration,
@@ -163,6 +168,7 @@ impl Config {
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "user-service".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "user-service".into()),
             access_token_ttl: secs("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
+            jwt_keys_refresh: secs("JWT_KEYS_REFRESH_SECONDS", 5 * 60)?,
             refresh_token_ttl: secs("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
             session_max_lifetime: secs("SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600)?,
             argon2: Argon2Config {
@@ -383,6 +389,7 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.jwt_keys_refresh, Duration::from_secs(300));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(c.argon2, Argon2Config::default());
         assert_eq!(c.hashing_queue_timeout, Duration::from_secs(10));

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod domain;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod lambda;
 pub mod limits;
 pub mod mail;
 pub mod redis_store;
+pub mod rotation;
 pub mod telemetry;
 
 pub use app::{App, AppState, StartupError};

@@ -7,12 +7,16 @@
 //! only as a client would (HTTP, plus reading the key file it wrote); they must never reach
 //! into the service's internals to make a test pass.
 
+pub mod database;
 pub mod jwt;
+pub mod moto;
 pub mod problem;
 pub mod proxy;
 pub mod smtp;
 pub mod test_app;
 
+pub use database::TestDatabase;
+pub use moto::moto_endpoint;
 pub use problem::{assert_problem, expect_json, expect_status};
 pub use proxy::TcpProxy;
 pub use smtp::{ReceivedMail, SmtpServer};

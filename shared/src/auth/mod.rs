@@ -4,6 +4,7 @@
 
 pub mod authorizer;
 pub mod hashing;
+pub mod key_secret;
 pub mod keys;
 pub mod opaque;
 pub mod revocation;
