@@ -50,7 +50,9 @@ pub struct Config {
     /// `SECRETS_REFRESH_SECONDS`, and when a token names a key id not yet seen.
     pub jwt_keys_secret_arn: Option<String>,
     /// How long a secret read from Secrets Manager is used before it is read again
-    /// (`SECRETS_REFRESH_SECONDS`), so a rotation needs no redeploy.
+    /// (`SECRETS_REFRESH_SECONDS`, default 5 minutes), so a rotation needs no redeploy. The
+    /// key rotation keeps a retired key this much longer than the token lifetime, because
+    /// an instance that cached it may sign with it until then.
     pub secrets_refresh: Duration,
     /// Prefix of every Redis key this service writes (`REDIS_KEY_PREFIX`), so that several
     /// deployments (or test runs) can share one Redis.
@@ -483,6 +485,7 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.secrets_refresh, Duration::from_secs(300));
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(c.argon2, Argon2Config::default());
         assert_eq!(c.hashing_queue_timeout, Duration::from_secs(10));

@@ -36,16 +36,18 @@ impl SecretsManager {
         Self::new(config.secretsmanager_endpoint_url.as_deref())
     }
 
+    /// A handle around an existing client (tests).
+    pub fn with_client(client: aws_sdk_secretsmanager::Client) -> Self {
+        Self {
+            client: Arc::new(OnceCell::new_with(Some(client))),
+            endpoint_url: None,
+        }
+    }
+
     /// The SDK client.
     pub async fn client(&self) -> &aws_sdk_secretsmanager::Client {
         self.client
-            .get_or_init(|| async {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-                if let Some(url) = &self.endpoint_url {
-                    loader = loader.endpoint_url(url.as_ref());
-                }
-                aws_sdk_secretsmanager::Client::new(&loader.load().await)
-            })
+            .get_or_init(|| client(self.endpoint_url.as_deref()))
             .await
     }
 
@@ -65,6 +67,16 @@ impl SecretsManager {
             .map(SecretString::from)
             .ok_or_else(|| anyhow!("secret {secret_id} has no string value"))
     }
+}
+
+/// A Secrets Manager client built from the AWS SDK's usual sources (region, credentials,
+/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`), `endpoint_url` overriding them.
+pub async fn client(endpoint_url: Option<&str>) -> aws_sdk_secretsmanager::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_secretsmanager::Client::new(&loader.load().await)
 }
 
 /// One secret, read on first use and again once `refresh` has passed (or after

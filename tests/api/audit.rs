@@ -320,7 +320,7 @@ async fn check_endpoint(app: &TestApp, admin: &TestUser, user: &TestUser, all: &
 
 #[tokio::test]
 async fn audit_events_land_in_dynamodb_and_the_admin_route_serves_them() {
-    let Some(endpoint) = moto_endpoint() else {
+    let Some(endpoint) = moto_endpoint("the DynamoDB audit trail") else {
         return;
     };
     let client = dynamodb(&endpoint);

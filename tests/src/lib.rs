@@ -7,6 +7,7 @@
 //! only as a client would (HTTP, plus reading the key file it wrote); they must never reach
 //! into the service's internals to make a test pass.
 
+pub mod database;
 pub mod jwt;
 pub mod moto;
 pub mod problem;
@@ -15,6 +16,8 @@ pub mod smtp;
 pub mod test_app;
 pub mod tls;
 
+pub use database::TestDatabase;
+pub use moto::moto_endpoint;
 pub use problem::{assert_problem, expect_json, expect_status};
 pub use proxy::TcpProxy;
 pub use smtp::{ReceivedMail, SmtpServer};

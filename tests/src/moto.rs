@@ -5,24 +5,25 @@
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 
-/// The moto endpoint, or `None` (after saying why) when the AWS tests cannot run here.
-pub fn moto_endpoint() -> Option<String> {
+/// The moto endpoint, or `None` (after saying why) when `what` cannot be tested here: without
+/// `MOTO_ENDPOINT` the test fails when `CI` is set and is skipped otherwise.
+pub fn moto_endpoint(what: &str) -> Option<String> {
     let endpoint = std::env::var("MOTO_ENDPOINT")
         .ok()
         .filter(|v| !v.trim().is_empty());
     let Some(endpoint) = endpoint else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "MOTO_ENDPOINT is not set, so the AWS tests (DynamoDB, Secrets Manager) cannot run; in CI they \
-             must: run the suite through scripts/test.sh, which starts moto and sets it"
+            "MOTO_ENDPOINT is not set, so {what} cannot be tested; in CI it must be: run the \
+             suite through scripts/test.sh, which starts moto and sets it"
         );
         eprintln!(
-            "skipping an AWS test: MOTO_ENDPOINT is not set (scripts/test.sh \
-             starts a moto server and sets it)"
+            "skipping {what}: MOTO_ENDPOINT is not set (scripts/test.sh starts a moto server \
+             and sets it)"
         );
         return None;
     };
-    // The app's AWS SDK takes its credentials and region from the process environment.
+    // The service's AWS SDK clients take their credentials and region from the environment.
     for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
         assert!(
             std::env::var_os(name).is_some(),

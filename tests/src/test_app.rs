@@ -134,7 +134,7 @@ pub async fn admin_postgres() -> Result<tokio_postgres::Client, tokio_postgres::
     Ok(client)
 }
 
-async fn create_database(name: &str) {
+pub(crate) async fn create_database(name: &str) {
     let client = admin_postgres()
         .await
         .unwrap_or_else(|e| panic!("cannot reach Postgres at {POSTGRES_ADDR}: {e}"));
@@ -144,7 +144,7 @@ async fn create_database(name: &str) {
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
 }
 
-async fn drop_database(name: &str) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn drop_database(name: &str) -> Result<(), tokio_postgres::Error> {
     let client = admin_postgres().await?;
     client
         .batch_execute(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))

@@ -337,6 +337,9 @@ pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
         .connect(None)
         .await
         .context("connecting to Postgres to migrate")?;
+    // Aborted on drop too: a migration cancelled by a deadline (the migrate function's)
+    // must not leave its session running, lock and all.
+    let driver = AbortOnDrop(driver);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -350,7 +353,7 @@ pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
     drop(client);
-    driver.abort();
+    drop(driver);
     let report = report?;
     for migration in report.applied_migrations() {
         tracing::info!(
@@ -360,6 +363,15 @@ pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
         );
     }
     Ok(report.applied_migrations().len())
+}
+
+/// A task aborted when this handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Creates the database named in `url` if it does not exist (a convenience for a fresh

@@ -1,0 +1,22 @@
+//! CloudFormation custom resource `MigrationRun`: applies the pending database migrations on
+//! Create and Update, does nothing on Delete, and always answers CloudFormation (see
+//! `user_service::custom_resource`). Built once per cold start.
+
+use lambda_runtime::service_fn;
+use user_service::custom_resource::{CustomResourceEvent, MigrationResource};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    user_service::telemetry::init();
+    let config = user_service::Config::from_env()?;
+    let secrets = user_service::secrets::SecretsManager::from_config(&config);
+    let database = user_service::db::Connector::from_config(&config, &secrets)?;
+    let resource = &MigrationResource::new(database)?;
+    lambda_runtime::run(service_fn(move |event: CustomResourceEvent| async move {
+        resource
+            .handle_invocation(event)
+            .await
+            .map_err(lambda_runtime::Error::from)
+    }))
+    .await
+}
