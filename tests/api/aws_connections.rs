@@ -134,7 +134,9 @@ async fn required_tls_never_falls_back_to_plain_text() {
 
 #[tokio::test]
 async fn database_credentials_come_from_secrets_manager() {
-    let Some(moto) = moto_endpoint("Secrets Manager") else { return };
+    let Some(moto) = moto_endpoint("Secrets Manager") else {
+        return;
+    };
     // This machine's Postgres trusts local connections whatever the password, so what the
     // test can see is the user: the app must connect as the secret's user.
     let role = format!("svc_{}", Uuid::new_v4().simple());
@@ -187,7 +189,9 @@ async fn database_credentials_come_from_secrets_manager() {
 
 #[tokio::test]
 async fn an_unreadable_database_secret_is_an_outage_not_a_crash() {
-    let Some(moto) = moto_endpoint("Secrets Manager") else { return };
+    let Some(moto) = moto_endpoint("Secrets Manager") else {
+        return;
+    };
     let missing = format!(
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-{}",
         Uuid::new_v4()
@@ -213,7 +217,9 @@ async fn an_unreadable_database_secret_is_an_outage_not_a_crash() {
 
 #[tokio::test]
 async fn the_redis_auth_token_comes_from_secrets_manager() {
-    let Some(moto) = moto_endpoint("Secrets Manager") else { return };
+    let Some(moto) = moto_endpoint("Secrets Manager") else {
+        return;
+    };
     // ElastiCache's AUTH token is the default user's password; the local Redis has none, so
     // the test gives a Redis ACL user the token and names it in the secret.
     let user = format!("svc-{}", Uuid::new_v4());

@@ -167,8 +167,7 @@ fn migration_resource(database_url: String) -> MigrationResource {
     })
     .expect("configuration");
     let secrets = user_service::secrets::SecretsManager::from_config(&config);
-    let connector =
-        user_service::db::Connector::from_config(&config, &secrets).expect("connector");
+    let connector = user_service::db::Connector::from_config(&config, &secrets).expect("connector");
     MigrationResource::new(connector).expect("the migrate resource")
 }
 

@@ -17,11 +17,11 @@ use aws_sdk_secretsmanager::types::RotationRulesType;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use user_service::auth::key_secret::SecretsManagerKeys;
-use user_service::secrets::SecretsManager;
 use user_service::auth::keys::{KeyAlgorithm, KeySet};
 use user_service::auth::tokens::AccessTokens;
 use user_service::domain::Role;
 use user_service::rotation::{RotationError, RotationEvent, RotationSettings, Rotator};
+use user_service::secrets::SecretsManager;
 use user_service_tests::moto_endpoint;
 use uuid::Uuid;
 
@@ -178,10 +178,7 @@ impl Rotation {
 
     /// The key source the functions use.
     fn keys(&self) -> SecretsManagerKeys {
-        SecretsManagerKeys::new(
-            SecretsManager::new(Some(&self.endpoint)),
-            self.arn.clone(),
-        )
+        SecretsManagerKeys::new(SecretsManager::new(Some(&self.endpoint)), self.arn.clone())
     }
 
     /// The keys the functions would load now.
@@ -404,4 +401,51 @@ async fn a_secret_without_rotation_enabled_is_refused() {
         .await
         .expect_err("rotation is off");
     assert!(matches!(err, RotationError::NotEnabled(_)), "{err}");
+}
+
+/// A running service reading its keys from the secret: it starts before the first rotation
+/// (answering 503 only where a token is needed), signs with the first key once it exists,
+/// and follows a rotation without a restart: new tokens from the new key, old tokens still
+/// good, both keys in the JWKS.
+#[tokio::test]
+async fn a_running_service_follows_the_rotations_without_a_restart() {
+    let Some(rotation) = Rotation::new("a service reading its keys from Secrets Manager").await
+    else {
+        return;
+    };
+    let app = user_service_tests::TestApp::builder()
+        .env("JWT_KEYS_SECRET_ARN", &rotation.arn)
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &rotation.endpoint)
+        .env("SECRETS_REFRESH_SECONDS", 1)
+        .spawn()
+        .await;
+    let email = user_service_tests::unique_email();
+    let password = user_service_tests::strong_password();
+
+    // The placeholder `{"keys": []}`: signing up needs no key, signing in does.
+    app.register_ok(&email, &password).await;
+    let refused = app.login(&email, &password).await;
+    user_service_tests::assert_problem(refused, 503, "unavailable").await;
+
+    rotation.rotate().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let first = app.login_ok(&email, &password).await;
+    let first_kid = user_service_tests::jwt::kid_of(&first.access_token);
+    assert_eq!(rotation.kids().await, [first_kid.clone()]);
+
+    rotation.advance(Duration::from_secs(24 * 3600));
+    rotation.rotate().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = app.login_ok(&email, &password).await;
+    let second_kid = user_service_tests::jwt::kid_of(&second.access_token);
+    assert_ne!(second_kid, first_kid, "the new key signs");
+    app.assert_me_status(&first.access_token, 200).await;
+    app.assert_me_status(&second.access_token, 200).await;
+    let published: Vec<String> = app.jwks().await["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    assert_eq!(published, [second_kid, first_kid]);
 }

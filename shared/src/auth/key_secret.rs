@@ -395,8 +395,8 @@ impl KeySource for SecretsManagerKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::KeySet;
     use crate::secrets::SecretsManager;
-use crate::auth::keys::KeySet;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().expect("timestamp")
