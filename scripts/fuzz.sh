@@ -26,7 +26,7 @@ cd "$REPO_ROOT"
 # Pinned: a new Schemathesis release can add checks, and a new finding should come with a
 # deliberate upgrade, not with a random CI run.
 SCHEMATHESIS_VERSION="4.32.5"
-MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-25}"
+MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-100}"
 [[ "$MAX_EXAMPLES" =~ ^[1-9][0-9]*$ ]] || die "FUZZ_MAX_EXAMPLES must be a positive number, got '$MAX_EXAMPLES'"
 
 DB_NAME="user_service_fuzz_$$"
@@ -170,7 +170,7 @@ ST_ARGS=(
     --workers 2
     --request-timeout 10
     --suppress-health-check too_slow
-    --report junit --report-dir "$WORK_DIR/report"
 )
 [[ -z "${FUZZ_SEED:-}" ]] || ST_ARGS+=(--seed "$FUZZ_SEED")
-NO_COLOR=1 COLUMNS=120 st --no-color "${ST_ARGS[@]}"
+# From the temporary folder: Schemathesis keeps a cache (.schemathesis/) in its working directory.
+(cd "$WORK_DIR" && NO_COLOR=1 COLUMNS=120 st --no-color "${ST_ARGS[@]}")
