@@ -559,3 +559,46 @@ async fn a_wrong_current_password_is_403_invalid_credentials() {
         .await;
     assert_problem(resp, 403, "invalid_credentials").await;
 }
+
+// Found by the contract fuzzing (scripts/fuzz.sh): serde fills a struct from a JSON array,
+// field by field, so `[null, null]` was a valid "change nothing" PATCH, and `[true]` a
+// logout of every session.
+#[tokio::test]
+async fn a_json_array_body_is_400_malformed_request_even_where_every_field_is_optional() {
+    let (app, admin) = TestApp::spawn_with_admin().await;
+    let user = app.new_user().await;
+    let token = &user.tokens.access_token;
+    for body in ["[null, null]", "[]", " [\"new name\"]"] {
+        let resp = app
+            .request(Method::PATCH, "/v1/users/me")
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_problem(resp, 400, "malformed_request").await;
+        let resp = app
+            .request(Method::PATCH, &format!("/v1/admin/users/{}", user.id))
+            .bearer_auth(&admin.tokens.access_token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        assert_problem(resp, 400, "malformed_request").await;
+    }
+    let resp = app
+        .request(Method::POST, "/v1/auth/logout")
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body("[true]")
+        .send()
+        .await
+        .expect("request");
+    assert_problem(resp, 400, "malformed_request").await;
+    // Nothing changed, and the session is alive.
+    let me = expect_json(app.me(token).await, 200).await;
+    assert_eq!(me["name"], Value::Null);
+    assert_eq!(me["email"], user.email.as_str());
+}

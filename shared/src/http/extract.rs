@@ -81,6 +81,17 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes,
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body of the API is a JSON object. serde would also fill a struct from an
+    // array, field by field in declaration order (`[null, null]` is a valid
+    // `{"name": null, "email": null}` to it), so anything else is refused before it gets there.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(ApiError::MalformedRequest(
+            "invalid JSON body: expected a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         // serde's message names the field and what was expected; it never echoes values
         // of string fields, so no password can end up in it.

@@ -43,7 +43,7 @@ use crate::http::routes::{self, admin};
         docs,
     ),
     components(schemas(crate::http::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &OptionalLogoutBody),
     tags(
         (name = "auth", description = "Registration, login, token refresh and logout"),
         (name = "users", description = "The caller's own account"),
@@ -74,6 +74,26 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Logout's body is optional (the contract: `{all?: bool}`, body optional). utoipa marks
+/// every typed request body required, and an `Option<LogoutRequest>` body would document
+/// `null` as a valid body, which the service refuses (a body must be a JSON object): so the
+/// body stays typed and only its `required` flag is cleared here.
+struct OptionalLogoutBody;
+
+impl Modify for OptionalLogoutBody {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let body = openapi
+            .paths
+            .paths
+            .get_mut(routes::logout::PATH)
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.request_body.as_mut());
+        if let Some(RefOr::T(body)) = body {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
     }
 }
 
@@ -276,6 +296,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_request_name_field_carries_the_name_pattern() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&document_json()).expect("the document is JSON");
+        let mut checked = 0;
+        for schema in [
+            "RegisterRequest",
+            "CreateUserRequest",
+            "UpdateMeRequest",
+            "UpdateUserRequest",
+        ] {
+            let name = &doc["components"]["schemas"][schema]["properties"]["name"];
+            assert_eq!(
+                name["pattern"].as_str(),
+                Some(crate::domain::UserName::PATTERN),
+                "{schema}.name"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
     }
 
     #[test]

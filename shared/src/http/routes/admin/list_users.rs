@@ -34,7 +34,7 @@ pub(crate) struct UserPage {
     tag = "admin",
     summary = "List users, newest first (keyset pagination)",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
         ("email" = Option<String>, Query, description = "Case-insensitive substring of the email"),
         ("role" = Option<Role>, Query, description = "Exact role"),

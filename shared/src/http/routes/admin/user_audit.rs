@@ -47,7 +47,7 @@ impl From<AuditStoreError> for ApiError {
     description = "Login successes and failures (with the reason), lockouts, token issues, refreshes, reuse detections, logouts, password changes and resets, and admin actions on the user. Events are stored in the background, so one may show up a moment after the request that caused it. Kept for `AUDIT_RETENTION_DAYS` (default 90).",
     params(
         ("id" = String, Path, description = "The user's id (a UUID)"),
-        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     security(("bearer" = [])),
