@@ -50,7 +50,11 @@ pub async fn run(routes: fn() -> Router<AppState>) -> Result<(), lambda_http::Er
     let config = Config::from_env()?;
     let state = AppState::new(config).await?;
     let app = function_app(routes(), state);
-    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, app).await
+    // Boxed: the runtime's future is deeply nested, and `main`'s would inline all of it.
+    Box::pin(metrics_cloudwatch_embedded::lambda::service::run_http(
+        metrics, app,
+    ))
+    .await
 }
 
 /// `routes` as a Lambda function serves them: the common layers, the client IP and the
@@ -128,17 +132,21 @@ pub async fn run_authorizer() -> Result<(), lambda_runtime::Error> {
     let state = AppState::new(config).await?;
     let authorizer = &Authorizer::new(&state, rules);
     let metrics = telemetry::lambda_metrics()?;
-    metrics_cloudwatch_embedded::lambda::service::run(
+    // Boxed, handler and runtime: their futures nest deep enough to overflow the compiler's
+    // layout query when `main` inlines them.
+    Box::pin(metrics_cloudwatch_embedded::lambda::service::run(
         metrics,
         service_fn(
-            move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-                authorizer
-                    .handle(&event.payload)
-                    .await
-                    .map_err(lambda_runtime::Error::from)
+            move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| {
+                Box::pin(async move {
+                    authorizer
+                        .handle(&event.payload)
+                        .await
+                        .map_err(lambda_runtime::Error::from)
+                })
             },
         ),
-    )
+    ))
     .await
 }
 

@@ -228,7 +228,7 @@ async fn the_redis_auth_token_comes_from_secrets_manager() {
         .await
         .expect("redis");
     let _: () = redis::cmd("ACL")
-        .arg([
+        .arg(vec![
             "SETUSER",
             &user,
             "on",
@@ -266,7 +266,7 @@ async fn the_redis_auth_token_comes_from_secrets_manager() {
     let cache = Cache::from_config(&wrong, &SecretsManager::from_config(&wrong)).expect("cache");
     assert!(cache.ping().await.is_err(), "a wrong token is refused");
     let _: Result<(), _> = redis::cmd("ACL")
-        .arg(["DELUSER", &user])
+        .arg(vec!["DELUSER", &user])
         .query_async(&mut redis)
         .await;
 }

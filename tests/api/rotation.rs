@@ -17,7 +17,7 @@ use aws_sdk_secretsmanager::types::RotationRulesType;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use user_service::auth::key_secret::SecretsManagerKeys;
-use user_service::auth::keys::{KeyAlgorithm, KeySet};
+use user_service::auth::keys::{KeyAlgorithm, KeyRing, KeySet};
 use user_service::auth::tokens::AccessTokens;
 use user_service::domain::Role;
 use user_service::rotation::{RotationError, RotationEvent, RotationSettings, Rotator};
@@ -204,16 +204,17 @@ impl Rotation {
 /// Access tokens as the service issues and verifies them with `keys`.
 fn tokens(keys: KeySet) -> AccessTokens {
     AccessTokens::new(
-        Arc::new(keys),
+        Arc::new(KeyRing::fixed(keys)),
         "user-service",
         "user-service",
         Duration::from_secs(900),
     )
 }
 
-fn issue(tokens: &AccessTokens) -> String {
+async fn issue(tokens: &AccessTokens) -> String {
     tokens
         .issue(Uuid::now_v7(), Role::User, Uuid::now_v7())
+        .await
         .expect("signing an access token")
         .token
 }
@@ -246,7 +247,8 @@ async fn the_first_rotation_writes_one_key_that_signs_and_is_published() {
     assert_eq!(set.signing_key().algorithm(), KeyAlgorithm::Es256);
     let tokens = tokens(set);
     tokens
-        .verify(&issue(&tokens))
+        .verify(&issue(&tokens).await)
+        .await
         .expect("its own token verifies");
 }
 
@@ -257,26 +259,42 @@ async fn a_second_rotation_signs_with_a_new_key_and_old_tokens_still_verify() {
     };
     rotation.rotate().await;
     let before = tokens(rotation.key_set().await);
-    let old_kid = before.keys().signing_key().kid().to_owned();
-    let old_token = issue(&before);
+    let old_kid = before
+        .keys()
+        .await
+        .expect("keys")
+        .signing_key()
+        .kid()
+        .to_owned();
+    let old_token = issue(&before).await;
 
     rotation.advance(Duration::from_secs(30 * 24 * 3600));
     rotation.rotate().await;
     let after = tokens(rotation.key_set().await);
-    let new_kid = after.keys().signing_key().kid().to_owned();
+    let new_kid = after
+        .keys()
+        .await
+        .expect("keys")
+        .signing_key()
+        .kid()
+        .to_owned();
     assert_ne!(new_kid, old_kid, "the new key signs");
     assert_eq!(rotation.kids().await, [new_kid.clone(), old_kid.clone()]);
-    let jwks = serde_json::to_value(after.keys().jwks()).expect("jwks");
+    let jwks = serde_json::to_value(after.keys().await.expect("keys").jwks()).expect("jwks");
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
 
     let claims = after
         .verify(&old_token)
+        .await
         .expect("a token signed before the rotation still verifies");
     assert_eq!(claims.role, Role::User);
-    let new_token = issue(&after);
+    let new_token = issue(&after).await;
     let header = jsonwebtoken::decode_header(&new_token).expect("header");
     assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
-    after.verify(&new_token).expect("a new token verifies");
+    after
+        .verify(&new_token)
+        .await
+        .expect("a new token verifies");
 
     let current = rotation.keys().current().await.expect("current");
     assert_eq!(current.keys()[0].retired_at(), None);

@@ -396,7 +396,6 @@ impl KeySource for SecretsManagerKeys {
 mod tests {
     use super::*;
     use crate::auth::keys::KeySet;
-    use crate::secrets::SecretsManager;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().expect("timestamp")
