@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 use user_service_tests::jwt::claims_of;
-use user_service_tests::runtime_api::{LambdaProcess, authorizer_event};
+use user_service_tests::runtime_api::{InvokeError, LambdaProcess, authorizer_event};
 use user_service_tests::{TestApp, expect_status};
 
 use super::start;
@@ -96,5 +96,51 @@ async fn authorizer() {
     assert_denied(
         &decide(&authorizer, "GET /v1/users/me", "/v1/users/me", Some(token)).await,
         "after logout",
+    );
+}
+
+#[tokio::test]
+async fn an_outage_fails_the_authorizer_invocation() {
+    let app = TestApp::builder()
+        .postgres_via_proxy()
+        .redis_via_proxy()
+        .spawn()
+        .await;
+    let (authorizer, user) = tokio::join!(start("authorizer", &app), app.new_user());
+    let bearer = format!("Bearer {}", user.tokens.access_token);
+    let event = authorizer_event("GET /v1/users/me", "/v1/users/me", Some(&bearer));
+    assert_eq!(authorizer.invoke(&event).await["isAuthorized"], json!(true));
+
+    // Neither Redis nor Postgres can tell whether the token was revoked: the invocation
+    // fails (API Gateway answers 500 and caches nothing), it neither allows nor denies.
+    app.redis_proxy().cut();
+    app.postgres_proxy().cut();
+    let started = std::time::Instant::now();
+    match authorizer.try_invoke(&event).await {
+        Err(InvokeError::Function { error_type, body }) => {
+            assert!(!body.contains(&user.tokens.access_token), "{body}");
+            assert!(!error_type.is_empty());
+        }
+        other => panic!(
+            "{}",
+            authorizer.failure(&format!("expected a function error, got {other:?}"), &event)
+        ),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    app.redis_proxy().restore();
+    app.postgres_proxy().restore();
+    // The pools reconnect on their own.
+    let recovered = user_service_tests::eventually(std::time::Duration::from_secs(10), || async {
+        matches!(authorizer.try_invoke(&event).await, Ok(r) if r["isAuthorized"] == json!(true))
+    })
+    .await;
+    assert!(
+        recovered,
+        "{}",
+        authorizer.failure(&"no allow after the outage", &event)
     );
 }

@@ -14,6 +14,7 @@ mod auth;
 mod authorizer;
 mod me;
 mod public;
+mod runtime;
 
 use std::collections::BTreeSet;
 
