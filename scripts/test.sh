@@ -82,6 +82,9 @@ stop_moto() {
 }
 step "setup: moto (DynamoDB for the audit tests)" start_moto
 
+# The function binaries, which the `lambda` tests run under an emulated Lambda Runtime API.
+step "cargo build --workspace --bins" cargo build --workspace --bins
+
 # The whole workspace's tests, then one closing line that adds up every test binary's
 # result (cargo's own last line is the last binary's, often a doc-test run of 0 tests).
 run_workspace_tests() {

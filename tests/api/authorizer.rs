@@ -19,59 +19,9 @@ use user_service::auth::authorizer::authorize_request;
 use user_service::auth::rules::RouteRules;
 use user_service::http::routes::get_me;
 use user_service_tests::jwt::{SigningKey, b64url, claims_of, decode_unverified, now};
+use user_service_tests::runtime_api::{HttpEvent, authorizer_event};
 use user_service_tests::{TestApp, TestUser, expect_status};
 use uuid::Uuid;
-
-/// An authorizer request as API Gateway sends it for `route_key` (`"GET /v1/users/me"`) on
-/// the concrete `path`, with identity sources `$request.header.Authorization` and
-/// `$context.routeKey` (see the authorizer's docs on caching). Without `authorization`, the
-/// header is absent and so is `identitySource` (an authorizer without caching is called
-/// even then).
-fn authorizer_event(route_key: &str, path: &str, authorization: Option<&str>) -> Value {
-    let method = route_key.split(' ').next().unwrap_or("GET");
-    let method = if method == "ANY" { "GET" } else { method };
-    let mut event = json!({
-        "version": "2.0",
-        "type": "REQUEST",
-        "routeArn": format!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/$default/{method}{path}"),
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "accept": "application/json",
-            "content-length": "0",
-            "host": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
-            "user-agent": "curl/8.5.0",
-            "x-amzn-trace-id": "Root=1-67890abc-0123456789abcdef01234567",
-            "x-forwarded-for": "203.0.113.7",
-            "x-forwarded-port": "443",
-            "x-forwarded-proto": "https"
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abcdef1234",
-            "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
-            "domainPrefix": "abcdef1234",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "curl/8.5.0"
-            },
-            "requestId": "Jx3NDjEsDoEEMSg=",
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": "29/Nov/2026:10:15:30 +0000",
-            "timeEpoch": 1795947330000_u64
-        }
-    });
-    if let Some(authorization) = authorization {
-        event["identitySource"] = json!([authorization, route_key]);
-        event["headers"]["authorization"] = json!(authorization);
-    }
-    event
-}
 
 fn parse_event(event: &Value) -> ApiGatewayV2CustomAuthorizerV2Request {
     let parsed: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_value(event.clone())
@@ -496,48 +446,14 @@ async fn an_outage_fails_the_invocation_instead_of_answering() {
 /// An HTTP API (payload 2.0) request as API Gateway passes it to the function after the
 /// authorizer allowed it: `context` is the authorizer's context.
 fn function_event(path: &str, authorization: Option<&str>, context: Option<&Value>) -> String {
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": format!("GET {path}"),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "accept": "application/json",
-            "content-length": "0",
-            "host": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
-            "user-agent": "curl/8.5.0",
-            "x-amzn-trace-id": "Root=1-67890abc-0123456789abcdef01234567",
-            "x-forwarded-for": "203.0.113.7",
-            "x-forwarded-port": "443",
-            "x-forwarded-proto": "https"
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abcdef1234",
-            "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
-            "domainPrefix": "abcdef1234",
-            "http": {
-                "method": "GET",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "curl/8.5.0"
-            },
-            "requestId": "Jx3NDjEsDoEEMSh=",
-            "routeKey": format!("GET {path}"),
-            "stage": "$default",
-            "time": "29/Nov/2026:10:15:30 +0000",
-            "timeEpoch": 1795947330000_u64
-        },
-        "isBase64Encoded": false
-    });
+    let mut event = HttpEvent::get(path).source_ip("203.0.113.7");
     if let Some(authorization) = authorization {
-        event["headers"]["authorization"] = json!(authorization);
+        event = event.header("authorization", authorization);
     }
     if let Some(context) = context {
-        event["requestContext"]["authorizer"] = json!({ "lambda": context });
+        event = event.authorizer_context(context);
     }
-    event.to_string()
+    event.to_json().to_string()
 }
 
 /// Serves `event` with the get-me function as it runs on Lambda; returns status and body.

@@ -1,4 +1,5 @@
-//! Helpers for the black-box integration tests of user-service (the tests are in `api/`).
+//! Helpers for the black-box integration tests of user-service (the tests are in `api/`, and
+//! in `lambda/` for the function binaries under an emulated Lambda Runtime API).
 //!
 //! Every test gets its own running service ([`TestApp`]): a fresh Postgres database named by
 //! a UUID, its own Redis key prefix and its own signing-key file, bound to port 0, with typed
@@ -12,6 +13,7 @@ pub mod jwt;
 pub mod moto;
 pub mod problem;
 pub mod proxy;
+pub mod runtime_api;
 pub mod smtp;
 pub mod test_app;
 pub mod tls;
