@@ -65,6 +65,7 @@ CREDENTIALS="{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
 PEER_LOGIN_FORM="username=load%40example.com&password=$PASSWORD"
 
 WORK_DIR=""
+BIN_COPY_DIR=""
 OURS_PID=""
 PEER_PID=""
 OHA_PID=""
@@ -114,6 +115,7 @@ cleanup() {
             xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null
     fi
     [[ -n "$WORK_DIR" ]] && rm -rf "$WORK_DIR"
+    [[ -n "$BIN_COPY_DIR" ]] && rm -rf "$BIN_COPY_DIR"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -169,6 +171,11 @@ else
     SERVER_BIN="$CARGO_TARGET_DIR/release/user-service"
 fi
 [[ -x "$SERVER_BIN" ]] || die "server binary not found: $SERVER_BIN"
+# The target directory may be shared with other worktrees: run a copy, so that a build there
+# cannot swap the binary under this run.
+BIN_COPY_DIR="$(mktemp -d "${TMPDIR:-/tmp}/user-service-bin.XXXXXX")"
+cp "$SERVER_BIN" "$BIN_COPY_DIR/user-service"
+SERVER_BIN="$BIN_COPY_DIR/user-service"
 
 # --- the hash-bound login limit ------------------------------------------------------------
 
