@@ -449,7 +449,7 @@ async fn a_running_service_follows_the_rotations_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let first = app.login_ok(&email, &password).await;
     let first_kid = user_service_tests::jwt::kid_of(&first.access_token);
-    assert_eq!(rotation.kids().await, [first_kid.clone()]);
+    assert_eq!(rotation.kids().await, std::slice::from_ref(&first_kid));
 
     rotation.advance(Duration::from_secs(24 * 3600));
     rotation.rotate().await;

@@ -123,6 +123,51 @@ async fn login() {
         ))
         .await
         .expect_problem(400, "malformed_request");
+
+    // CloudWatch metrics: one Embedded Metric Format document per invocation on stdout,
+    // namespace UserService, what the LoginFailures alarm and the dashboard read.
+    // The output is read from the process's pipes as it comes: give the last lines a moment.
+    let emf_documents = || -> Vec<serde_json::Value> {
+        login
+            .output()
+            .iter()
+            .filter_map(|line| line.strip_prefix("[stdout] "))
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|doc| doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "UserService")
+            .collect()
+    };
+    let mut documents = emf_documents();
+    for _ in 0..20 {
+        if documents
+            .iter()
+            .any(|doc| doc.get("LoginFailures").is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        documents = emf_documents();
+    }
+    let total = |metric: &str| -> f64 {
+        documents
+            .iter()
+            .filter_map(|doc| doc[metric].as_f64())
+            .sum()
+    };
+    assert_eq!(total("LoginSuccesses"), 1.0, "EMF output: {documents:?}");
+    assert_eq!(total("LoginFailures"), 1.0, "EMF output: {documents:?}");
+    assert_eq!(total("TokensIssued"), 1.0, "EMF output: {documents:?}");
+    let failure = documents
+        .iter()
+        .find(|doc| doc.get("LoginFailures").is_some())
+        .expect("a document with LoginFailures");
+    assert!(
+        failure["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .is_some_and(|sets| sets
+                .iter()
+                .all(|set| set.as_array().is_some_and(Vec::is_empty))),
+        "LoginFailures has no dimensions, as the alarm expects: {failure}"
+    );
 }
 
 #[tokio::test]
@@ -221,32 +266,27 @@ async fn forgot_password() {
     let forgot = start("forgot-password", &app).await;
     let user = app.new_user().await;
 
+    let started = std::time::Instant::now();
     let response = forgot
         .http(&HttpEvent::post_json(
             "/v1/auth/password/forgot",
             &json!({ "email": user.email }),
         ))
         .await;
+    let known_took = started.elapsed();
     assert_eq!(response.status, 202, "{}", response.body);
-    // The email is sent in the background after the response. Lambda freezes the
-    // environment between invocations (and so does the emulator): the delivery progresses
-    // only while the function runs, so keep invoking it (a cheap 405) until the email is in.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mail = loop {
-        if let Some(mail) = smtp.messages_to(&user.email).into_iter().next() {
-            break mail;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reset email arrived; function output:\n{}",
-            forgot.output().join("\n")
-        );
-        forgot
-            .http(&HttpEvent::get("/v1/auth/password/forgot"))
-            .await
-            .expect_problem(405, "method_not_allowed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Lambda freezes the environment between invocations (and so does the emulator): the
+    // email must be out before the invocation ends, not "in the background" after it.
+    let mail = smtp
+        .messages_to(&user.email)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| {
+            panic!(
+                "the reset email was not sent before the response; function output:\n{}",
+                forgot.output().join("\n")
+            )
+        });
     let token = token_in(&mail);
     // The link works: the in-process service resets with it.
     let password = strong_password();
@@ -261,14 +301,22 @@ async fn forgot_password() {
     .await;
     app.login_ok(&user.email, &password).await;
 
-    // Unknown email: the same 202, and no email.
+    // Unknown email: the same 202, and no email, after the same floor of time: the answer's
+    // timing does not tell whether the account exists.
+    let started = std::time::Instant::now();
     let response = forgot
         .http(&HttpEvent::post_json(
             "/v1/auth/password/forgot",
             &json!({ "email": unique_email() }),
         ))
         .await;
+    let unknown_took = started.elapsed();
     assert_eq!(response.status, 202, "{}", response.body);
+    let floor = user_service::http::routes::forgot_password::LAMBDA_RESPONSE_FLOOR;
+    assert!(
+        known_took >= floor && unknown_took >= floor,
+        "both answers wait for the floor: {known_took:?} and {unknown_took:?}"
+    );
     forgot
         .http(&HttpEvent::post_json(
             "/v1/auth/password/forgot",

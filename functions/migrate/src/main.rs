@@ -12,11 +12,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let secrets = user_service::secrets::SecretsManager::from_config(&config);
     let database = user_service::db::Connector::from_config(&config, &secrets)?;
     let resource = &MigrationResource::new(database)?;
-    lambda_runtime::run(service_fn(move |event: CustomResourceEvent| async move {
-        resource
-            .handle_invocation(event)
-            .await
-            .map_err(lambda_runtime::Error::from)
+    // Boxed: the handler's future nests deep enough to overflow the compiler's layout query.
+    lambda_runtime::run(service_fn(move |event: CustomResourceEvent| {
+        Box::pin(async move {
+            resource
+                .handle_invocation(event)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        })
     }))
     .await
 }
