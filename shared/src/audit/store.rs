@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -18,6 +19,10 @@ use crate::db::{Db, DbError};
 const CHANNEL_CAPACITY: usize = 4096;
 /// Events written in one batch, at most (DynamoDB's `BatchWriteItem` takes 25).
 const BATCH_SIZE: usize = 25;
+/// How long a batch waits for more events after its first one, unless it fills up or a
+/// flush asks for it: under load, one write (and one commit) for several requests' events
+/// instead of one each. Events wait in memory either way; this only groups them.
+const LINGER: Duration = Duration::from_millis(50);
 /// Attempts at writing one batch before it is given up (and logged as lost).
 const WRITE_ATTEMPTS: u32 = 3;
 /// How often the Postgres store deletes expired rows.
@@ -274,14 +279,27 @@ async fn write_loop(store: AuditStore, retention: Duration, mut receiver: mpsc::
         let mut batch = Vec::with_capacity(BATCH_SIZE);
         let mut flushes = Vec::new();
         let mut next = Some(first);
+        let linger_until = tokio::time::Instant::now() + LINGER;
         while let Some(message) = next.take() {
             match message {
                 Message::Event(event) => batch.push(event),
                 Message::Flush(done) => flushes.push(done),
             }
-            if batch.len() < BATCH_SIZE {
-                next = receiver.try_recv().ok();
+            if batch.len() >= BATCH_SIZE {
+                break;
             }
+            next = match receiver.try_recv() {
+                Ok(message) => Some(message),
+                // Nothing queued: wait for more until the linger ends, unless a flush is
+                // waiting for this batch (a Lambda about to answer) or every sender is gone.
+                Err(TryRecvError::Empty) if flushes.is_empty() => {
+                    tokio::time::timeout_at(linger_until, receiver.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                Err(_) => None,
+            };
         }
         if !batch.is_empty() {
             write_batch(&store, &batch, retention).await;

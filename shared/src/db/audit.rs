@@ -40,8 +40,8 @@ impl Db {
             .collect();
         self.timed(async {
             let client = self.client().await?;
-            client
-                .execute(
+            let insert = client
+                .prepare_cached(
                     "INSERT INTO audit_events
                          (id, user_id, at, type, outcome, ip, actor_id, session_id, reason,
                           changes, expires_at)
@@ -49,6 +49,11 @@ impl Db {
                          $4::text[], $5::text[], $6::inet[], $7::uuid[], $8::uuid[],
                          $9::text[], $10::text[], $11::timestamptz[])
                      ON CONFLICT (id) DO NOTHING",
+                )
+                .await?;
+            client
+                .execute(
+                    &insert,
                     &[
                         &ids, &users, &ats, &kinds, &outcomes, &ips, &actors, &sessions, &reasons,
                         &changes, &expiries,

@@ -6,6 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use deadpool_postgres::Transaction;
+
 use super::users::UserRecord;
 use super::{Db, DbError};
 
@@ -56,14 +58,15 @@ pub struct IssuedSession {
 /// cut-off and the token is rejected. Without this, a refresh racing a role change could
 /// mint a token with the old role after the cut-off.
 async fn lock_active_user(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     user_id: Uuid,
 ) -> Result<Option<(UserRecord, Uuid)>, DbError> {
     let sql = format!(
         "SELECT {} FROM users WHERE id = $1 AND deleted_at IS NULL AND NOT disabled FOR SHARE",
         super::users::COLUMNS
     );
-    let Some(row) = tx.query_opt(&sql, &[&user_id]).await? else {
+    let stmt = tx.prepare_cached(&sql).await?;
+    let Some(row) = tx.query_opt(&stmt, &[&user_id]).await? else {
         return Ok(None);
     };
     let user = super::users::from_row(&row)?;
@@ -114,17 +117,22 @@ fn pg_interval(d: Duration) -> f64 {
 /// Stores a refresh token's hash for `session_id`; it expires after `ttl` idle, and never
 /// after the session's absolute expiry. Returns its expiry.
 async fn store_refresh_token(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     token_hash: &[u8],
     session_id: Uuid,
     ttl: Duration,
     absolute_expiry: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, DbError> {
-    let row = tx
-        .query_one(
+    let stmt = tx
+        .prepare_cached(
             "INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
              VALUES ($1, $2, least(now() + make_interval(secs => $3), $4))
              RETURNING expires_at",
+        )
+        .await?;
+    let row = tx
+        .query_one(
+            &stmt,
             &[
                 &token_hash,
                 &session_id,
@@ -153,11 +161,16 @@ impl Db {
             let Some((user, access_token_id)) = lock_active_user(&tx, user_id).await? else {
                 return Ok(None);
             };
-            let row = tx
-                .query_one(
+            let insert = tx
+                .prepare_cached(
                     "INSERT INTO sessions (id, user_id, absolute_expires_at)
                      VALUES ($1, $2, now() + make_interval(secs => $3))
                      RETURNING absolute_expires_at",
+                )
+                .await?;
+            let row = tx
+                .query_one(
+                    &insert,
                     &[&session_id, &user_id, &pg_interval(max_lifetime)],
                 )
                 .await?;
@@ -191,8 +204,8 @@ impl Db {
         self.timed(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            let spent = tx
-                .query_opt(
+            let spend = tx
+                .prepare_cached(
                     "UPDATE refresh_tokens rt SET spent_at = now()
                      FROM sessions s, users u
                      WHERE rt.token_hash = $1 AND rt.spent_at IS NULL AND rt.expires_at > now()
@@ -200,9 +213,9 @@ impl Db {
                        AND s.absolute_expires_at > now()
                        AND u.id = s.user_id AND u.deleted_at IS NULL AND NOT u.disabled
                      RETURNING s.id AS session_id, s.absolute_expires_at, s.user_id",
-                    &[&presented],
                 )
                 .await?;
+            let spent = tx.query_opt(&spend, &[&presented]).await?;
             if let Some(row) = spent {
                 let session_id: Uuid = row.try_get("session_id")?;
                 let absolute: DateTime<Utc> = row.try_get("absolute_expires_at")?;
@@ -215,11 +228,10 @@ impl Db {
                 let refresh_expires_at =
                     store_refresh_token(&tx, replacement, session_id, refresh_ttl, absolute)
                         .await?;
-                tx.execute(
-                    "UPDATE sessions SET last_refreshed_at = now() WHERE id = $1",
-                    &[&session_id],
-                )
-                .await?;
+                let touch = tx
+                    .prepare_cached("UPDATE sessions SET last_refreshed_at = now() WHERE id = $1")
+                    .await?;
+                tx.execute(&touch, &[&session_id]).await?;
                 tx.commit().await?;
                 return Ok(Rotation::Rotated {
                     session: IssuedSession {

@@ -60,16 +60,17 @@ pub struct NewUser<'a> {
 
 /// Inserts `new` inside the transaction `tx`.
 pub(crate) async fn insert_user(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     new: &NewUser<'_>,
 ) -> Result<User, DbError> {
     let sql = format!(
         "INSERT INTO users (id, email, name, password_hash, role)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
+    let stmt = tx.prepare_cached(&sql).await?;
     let row = tx
         .query_one(
-            &sql,
+            &stmt,
             &[
                 &Uuid::now_v7(),
                 &new.email.as_str(),
