@@ -474,27 +474,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_queue_in_order_and_each_thread_takes_the_next_one_itself() {
-        // Two threads, six jobs submitted at once: all run, none waits for a slot to be
-        // handed over, and at most two run at the same time.
-        let hasher = PasswordHasher::new(cheap(), 2, Duration::from_secs(5)).expect("params");
-        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    async fn the_threads_take_queued_jobs_themselves_at_most_one_each() {
+        // Two threads, six jobs submitted at once. The first two meet (each waits up to 5 s
+        // for the other to be running), so both threads took a job without a request
+        // handing it over; and never more than two run at the same time.
+        let hasher = PasswordHasher::new(cheap(), 2, Duration::from_secs(10)).expect("params");
+        let running = Arc::new((
+            std::sync::Mutex::new((0usize, 0usize)),
+            std::sync::Condvar::new(),
+        ));
         let jobs = (0..6).map(|_| {
-            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            let running = Arc::clone(&running);
             hasher.run(move |_| {
-                use std::sync::atomic::Ordering::SeqCst;
-                let now = running.fetch_add(1, SeqCst) + 1;
-                most.fetch_max(now, SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
-                running.fetch_sub(1, SeqCst);
-                Ok(())
+                let (lock, changed) = &*running;
+                let mut counts = lock.lock().expect("lock");
+                counts.0 += 1;
+                counts.1 = counts.1.max(counts.0);
+                changed.notify_all();
+                let (mut counts, _) = changed
+                    .wait_timeout_while(counts, Duration::from_secs(5), |(_, most)| *most < 2)
+                    .expect("lock");
+                counts.0 -= 1;
+                Ok(counts.1)
             })
         });
         for result in futures::future::join_all(jobs).await {
-            result.expect("every job runs");
+            assert_eq!(result.expect("every job runs"), 2, "two jobs ran at once");
         }
-        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
