@@ -81,7 +81,8 @@ pub struct Config {
     pub argon2: Argon2Config,
     /// How many hashes may run at once (`HASHING_CONCURRENCY`, default: CPU count).
     pub hashing_concurrency: usize,
-    /// How long a hash may wait in the queue for a hashing thread before 503 (`HASHING_QUEUE_TIMEOUT_MS`).
+    /// How long a hash may wait in the queue for a hashing thread before 503
+    /// (`HASHING_QUEUE_TIMEOUT_MS`).
     pub hashing_queue_timeout: Duration,
     /// Base of links in emails (`PUBLIC_BASE_URL`, default `http://LISTEN_ADDR`).
     pub public_base_url: String,

@@ -9,8 +9,9 @@
 //!
 //! Why a queue the threads pull from, and not a semaphore the requests wait on: with a
 //! semaphore, a thread that finishes a hash sits idle until the next waiting request's task
-//! is woken and scheduled and hands it the next job. Under a login flood those gaps cost a
-//! few percent of the hashing throughput; a thread that pulls its next job itself has none.
+//! is woken and scheduled and hands it the next job: lost hashing time on a busy machine.
+//! A thread that pulls its next job itself loses none. The queue has no length limit of its
+//! own: the deadline bounds it, and a job past its deadline is answered without hashing.
 //!
 //! Why dedicated threads and not tokio's blocking pool: the blocking pool hands each job to
 //! whichever thread is idle and starts new ones freely, and every thread that ever hashed
