@@ -127,7 +127,9 @@ impl Cache {
             .get_or_try_init(|| async {
                 let mut info = opener.url.expose_secret().into_connection_info()?;
                 if let Some(secret) = &opener.auth_token {
-                    let auth: AuthSecret = self.timed_any(secret.get_json()).await?;
+                    let auth: AuthSecret = self
+                        .within("reading the redis AUTH secret", secret.get_json())
+                        .await?;
                     let mut settings = info
                         .redis_settings()
                         .clone()
@@ -159,29 +161,24 @@ impl Cache {
             .cloned()
     }
 
-    /// Runs a fallible preparation step under the dependency deadline.
-    async fn timed_any<T>(
-        &self,
-        step: impl Future<Output = anyhow::Result<T>>,
-    ) -> Result<T, CacheError> {
-        match tokio::time::timeout(self.timeout, step).await {
-            Ok(result) => result.map_err(CacheError),
-            Err(_) => Err(CacheError(anyhow::anyhow!(
-                "preparing the redis connection exceeded {:?}",
-                self.timeout
-            ))),
-        }
-    }
-
     /// Runs `command` under the dependency deadline.
     pub async fn timed<T>(
         &self,
         command: impl Future<Output = Result<T, redis::RedisError>>,
     ) -> Result<T, CacheError> {
-        match tokio::time::timeout(self.timeout, command).await {
-            Ok(result) => Ok(result?),
+        self.within("redis command", command).await
+    }
+
+    /// `step` under the dependency deadline; on time-out the error says what `step` was.
+    async fn within<T, E: Into<anyhow::Error>>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, CacheError> {
+        match tokio::time::timeout(self.timeout, step).await {
+            Ok(result) => result.map_err(|e| CacheError(e.into())),
             Err(_) => Err(CacheError(anyhow::anyhow!(
-                "redis command exceeded {:?}",
+                "{what} exceeded {:?}",
                 self.timeout
             ))),
         }
