@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 /// Most characters in a whole address (RFC 5321's path limit, minus the angle brackets).
-const MAX_LEN: usize = 254;
+pub const MAX_LEN: usize = 254;
 /// Most characters in the part before the `@` (RFC 5321).
 const MAX_LOCAL_LEN: usize = 64;
 /// Most characters in one domain label (RFC 1035).

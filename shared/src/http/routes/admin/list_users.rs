@@ -36,13 +36,13 @@ pub(crate) struct UserPage {
     params(
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("email" = Option<String>, Query, description = "Case-insensitive substring of the email"),
+        ("email" = Option<String>, Query, max_length = 254, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$", description = "Case-insensitive substring of the email: at most 254 characters, no control characters (400 `validation_failed` otherwise, since no email holds them)"),
         ("role" = Option<Role>, Query, description = "Exact role"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of users", body = UserPage),
-        (status = 400, description = "`validation_failed` (limit, role) or `malformed_request` (a cursor we did not issue for these filters)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`validation_failed` (limit, role, email) or `malformed_request` (a cursor we did not issue for these filters)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
@@ -60,10 +60,7 @@ async fn list_users(
         .map(|raw| raw.parse::<Role>())
         .transpose()
         .map_err(|_| ApiError::field("role", "unknown_role", "role must be user or admin"))?;
-    let email = params
-        .get("email")
-        .map(|e| e.trim().to_lowercase())
-        .filter(|e| !e.is_empty());
+    let email = email_filter(params.get("email"))?;
     // The cursor is bound to the filters it was issued for.
     let fingerprint = format!(
         "email={}&role={}",
@@ -89,4 +86,23 @@ async fn list_users(
     });
     let next_cursor = cursor::next_page(&keys, last, more, fingerprint);
     Ok(Json(UserPage { users, next_cursor }))
+}
+
+/// The `email` filter, trimmed and lowercased (`None` when empty). No email is longer than
+/// 254 characters or holds a control character, so such a filter is refused rather than
+/// searched for (a NUL could not even be sent to Postgres).
+fn email_filter(raw: Option<&String>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let max = crate::domain::email::MAX_LEN;
+    if raw.chars().count() > max || raw.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "email",
+            "invalid_filter",
+            format!("email must be at most {max} characters, none of them control characters"),
+        ));
+    }
+    let email = raw.trim().to_lowercase();
+    Ok((!email.is_empty()).then_some(email))
 }
