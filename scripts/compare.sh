@@ -70,23 +70,6 @@ OURS_PID=""
 PEER_PID=""
 OHA_PID=""
 
-# stop_server PID: TERM, up to 5 s to exit, then KILL (with its children).
-stop_server() {
-    local pid="$1" children deadline=$((SECONDS + 5))
-    kill -0 "$pid" 2>/dev/null || return 0
-    children="$(pgrep -P "$pid" || true)"
-    kill -TERM "$pid" 2>/dev/null
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        # shellcheck disable=SC2086 # a list of pids
-        [[ -z "$children" ]] || kill -KILL $children 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-}
-
 cleanup() {
     local rc=$?
     set +e
@@ -94,8 +77,8 @@ cleanup() {
         kill "$OHA_PID" 2>/dev/null
         wait "$OHA_PID" 2>/dev/null
     fi
-    [[ -n "$OURS_PID" ]] && stop_server "$OURS_PID"
-    [[ -n "$PEER_PID" ]] && stop_server "$PEER_PID"
+    [[ -n "$OURS_PID" ]] && stop_process "$OURS_PID"
+    [[ -n "$PEER_PID" ]] && stop_process "$PEER_PID"
     if ((rc != 0)) && [[ -n "$WORK_DIR" ]]; then
         local f
         for f in "$WORK_DIR/ours.log" "$WORK_DIR/peer.log"; do
@@ -105,15 +88,9 @@ cleanup() {
             fi
         done
     fi
-    local db
-    for db in "$OURS_DB" "$PEER_DB"; do
-        PGOPTIONS='-c client_min_messages=warning' psql -h "$PG_HOST" -p "$PG_PORT" -U postgres \
-            -d postgres -Xq -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-    done
-    if command -v redis-cli >/dev/null; then
-        redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${REDIS_PREFIX}*" |
-            xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null
-    fi
+    drop_database "$OURS_DB"
+    drop_database "$PEER_DB"
+    delete_redis_prefix "$REDIS_PREFIX"
     [[ -n "$WORK_DIR" ]] && rm -rf "$WORK_DIR"
     [[ -n "$BIN_COPY_DIR" ]] && rm -rf "$BIN_COPY_DIR"
     exit "$rc"
@@ -128,27 +105,9 @@ for tool in curl python3 psql pgrep; do
     command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl python3 postgresql-client procps)"
 done
 
-# 1,000 connections on each end: raise the open-files limit (as far as the hard limit allows).
-if ! ulimit -n 65536 2>/dev/null; then
-    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    log "warning: could not raise ulimit -n to 65536; it is $(ulimit -n)"
-fi
-
-ensure_cargo_tool oha
-OHA_HELP="$(oha --help)"
-OHA_ARGS=()
-if grep -q -- '--no-tui' <<<"$OHA_HELP"; then
-    OHA_ARGS+=(--no-tui)
-fi
-grep -q -- '--output-format' <<<"$OHA_HELP" ||
-    die "this oha has no --output-format: $(oha --version); cargo install oha --locked --force"
-OHA_ARGS+=(--output-format json)
+prepare_oha
 grep -q -- '-Z <BODY_PATH_LINES>' <<<"$OHA_HELP" ||
     die "this oha cannot send a body per request from a file (-Z): $(oha --version)"
-# Let requests still in flight at the deadline finish instead of counting them as aborted.
-if grep -q -- '--wait-ongoing-requests-after-deadline' <<<"$OHA_HELP"; then
-    OHA_ARGS+=(--wait-ongoing-requests-after-deadline)
-fi
 
 ensure_services
 
@@ -268,13 +227,8 @@ export PEER_JWT_PUBLIC_KEY_FILE="$WORK_DIR/peer-public.pem"
     --workers 2 --no-access-log --log-level warning >"$WORK_DIR/peer.log" 2>&1 </dev/null &
 PEER_PID=$!
 
-healthy() {
-    local pid="$1" url="$2"
-    kill -0 "$pid" 2>/dev/null || die "the server at $url exited during start-up"
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/healthz")" == 200 ]]
-}
-wait_until 60 healthy "$OURS_PID" "$OURS" || die "GET $OURS/healthz did not answer 200 within 60 s"
-wait_until 60 healthy "$PEER_PID" "$PEER" || die "GET $PEER/healthz did not answer 200 within 60 s"
+wait_until 60 answers_200 "$OURS_PID" "$OURS/healthz" || die "GET $OURS/healthz did not answer 200 within 60 s"
+wait_until 60 answers_200 "$PEER_PID" "$PEER/healthz" || die "GET $PEER/healthz did not answer 200 within 60 s"
 # uvicorn answers as soon as one worker is up; wait for both.
 peer_workers_up() { (($(pgrep -c -P "$PEER_PID" -f spawn_main || true) >= 2)); }
 wait_until 30 peer_workers_up || die "uvicorn did not start 2 workers"

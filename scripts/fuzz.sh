@@ -35,67 +35,16 @@ ADMIN_EMAIL="fuzz-admin@example.com"
 WORK_DIR=""
 SERVER_PID=""
 
-# Deletes every Redis key under REDIS_PREFIX. Speaks RESP itself (SCAN, DEL), so that no
-# redis-cli is needed (GitHub's runners have none).
-delete_redis_prefix() {
-    python3 - "$REDIS_HOST" "$REDIS_PORT" "${REDIS_PREFIX}*" <<'PY'
-import socket, sys
-
-host, port, pattern = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-sock = socket.create_connection((host, port), timeout=5)
-reader = sock.makefile("rb")
-
-def command(*args):
-    payload = b"*%d\r\n" % len(args)
-    for arg in args:
-        data = arg.encode()
-        payload += b"$%d\r\n%s\r\n" % (len(data), data)
-    sock.sendall(payload)
-    return reply()
-
-def reply():
-    line = reader.readline().rstrip(b"\r\n")
-    kind, rest = line[:1], line[1:]
-    if kind == b"-":
-        raise RuntimeError(rest.decode())
-    if kind in (b"+", b":"):
-        return rest
-    if kind == b"$":
-        size = int(rest)
-        return None if size < 0 else reader.read(size + 2)[:-2]
-    if kind == b"*":
-        return [reply() for _ in range(int(rest))]
-    raise RuntimeError(f"unexpected reply {line!r}")
-
-cursor = b"0"
-while True:
-    cursor, keys = command("SCAN", cursor.decode(), "MATCH", pattern, "COUNT", "1000")
-    if keys:
-        command("DEL", *(k.decode() for k in keys))
-    if cursor == b"0":
-        break
-PY
-}
-
 cleanup() {
     local rc=$?
     set +e
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        local deadline=$((SECONDS + 5))
-        while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
+    [[ -n "$SERVER_PID" ]] && stop_process "$SERVER_PID"
     if ((rc != 0)) && [[ -n "$WORK_DIR" && -s "$WORK_DIR/server.log" ]]; then
         log "--- server log: errors and warnings (last 30) ---"
-        grep -E '"level":"(ERROR|WARN)"' "$WORK_DIR/server.log" | tail -n 30 >&2
+        grep -E '"level":"(ERROR|WARN)"|^Error|panicked' "$WORK_DIR/server.log" | tail -n 30 >&2
     fi
-    PGOPTIONS='-c client_min_messages=warning' psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Xq \
-        -c "DROP DATABASE IF EXISTS \"$DB_NAME\" WITH (FORCE)" >/dev/null
-    delete_redis_prefix
+    drop_database "$DB_NAME"
+    delete_redis_prefix "$REDIS_PREFIX"
     [[ -n "$WORK_DIR" ]] && rm -rf "$WORK_DIR"
     exit "$rc"
 }
@@ -103,8 +52,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for tool in curl psql python3; do
-    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl postgresql-client python3)"
+for tool in curl psql python3 pgrep; do
+    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl postgresql-client python3 procps)"
 done
 ensure_venv "schemathesis==$SCHEMATHESIS_VERSION"
 ensure_services
@@ -144,12 +93,7 @@ env -u AUDIT_TABLE -u SMTP_URL \
     "$SERVER_BIN" serve >"$WORK_DIR/server.log" 2>&1 </dev/null &
 SERVER_PID=$!
 
-server_ready() {
-    kill -0 "$SERVER_PID" 2>/dev/null ||
-        die "the server exited during start-up: $(grep -m 1 -E '^Error|panicked' "$WORK_DIR/server.log")"
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/readyz")" == 200 ]]
-}
-wait_until 60 server_ready || die "GET $BASE/readyz did not answer 200 within 60 s"
+wait_until 60 answers_200 "$SERVER_PID" "$BASE/readyz" || die "GET $BASE/readyz did not answer 200 within 60 s"
 log "server is ready (pid $SERVER_PID)"
 
 # --- tokens, through the API ---------------------------------------------------------------

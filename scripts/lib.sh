@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/test.sh and scripts/load.sh. Source it, do not run it:
+# Shared helpers for the scripts in scripts/. Source it, do not run it:
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
 # Sourcing it sets REPO_ROOT, CACHE_DIR and CARGO_TARGET_DIR, and puts ~/.cargo/bin on PATH.
@@ -208,4 +208,103 @@ PY
         *":$VENV_DIR/bin:"*) ;;
         *) export PATH="$VENV_DIR/bin:$PATH" ;;
     esac
+}
+
+# ---------------------------------------------------------------------------------------
+# A throwaway server (scripts/fuzz.sh, load.sh, compare.sh)
+# ---------------------------------------------------------------------------------------
+
+# stop_process PID: TERM, up to 5 s to exit, then KILL (with its children).
+stop_process() {
+    local pid="$1" children deadline=$((SECONDS + 5))
+    kill -0 "$pid" 2>/dev/null || return 0
+    children="$(pgrep -P "$pid" || true)"
+    kill -TERM "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+        # shellcheck disable=SC2086 # a list of pids
+        [[ -z "$children" ]] || kill -KILL $children 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+}
+
+# drop_database NAME: drops the database NAME if it exists, whoever is connected to it.
+drop_database() {
+    PGOPTIONS='-c client_min_messages=warning' psql -h "$PG_HOST" -p "$PG_PORT" -U postgres \
+        -d postgres -Xq -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+}
+
+# delete_redis_prefix PREFIX: deletes every Redis key starting with PREFIX. Speaks RESP
+# itself (SCAN, DEL), so that no redis-cli is needed (GitHub's runners have none).
+delete_redis_prefix() {
+    python3 - "$REDIS_HOST" "$REDIS_PORT" "$1*" <<'PY'
+import socket, sys
+
+host, port, pattern = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+sock = socket.create_connection((host, port), timeout=5)
+reader = sock.makefile("rb")
+
+def command(*args):
+    payload = b"*%d\r\n" % len(args)
+    for arg in args:
+        data = arg.encode()
+        payload += b"$%d\r\n%s\r\n" % (len(data), data)
+    sock.sendall(payload)
+    return reply()
+
+def reply():
+    line = reader.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"-":
+        raise RuntimeError(rest.decode())
+    if kind in (b"+", b":"):
+        return rest
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else reader.read(size + 2)[:-2]
+    if kind == b"*":
+        return [reply() for _ in range(int(rest))]
+    raise RuntimeError(f"unexpected reply {line!r}")
+
+cursor = b"0"
+while True:
+    cursor, keys = command("SCAN", cursor.decode(), "MATCH", pattern, "COUNT", "1000")
+    if keys:
+        command("DEL", *(k.decode() for k in keys))
+    if cursor == b"0":
+        break
+PY
+}
+
+# answers_200 PID URL: the process PID is alive (else: die) and GET URL answers 200.
+# For wait_until while a server starts.
+answers_200() {
+    kill -0 "$1" 2>/dev/null || die "the server behind $2 exited during start-up"
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$2")" == 200 ]]
+}
+
+# prepare_oha: installs oha if missing, raises the open-files limit for many connections
+# (as far as the hard limit allows), and sets OHA_ARGS to what every run passes: no TUI,
+# JSON output, requests in flight at the deadline allowed to finish.
+prepare_oha() {
+    if ! ulimit -n 65536 2>/dev/null; then
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+        log "warning: could not raise ulimit -n to 65536; it is $(ulimit -n)"
+    fi
+    ensure_cargo_tool oha
+    OHA_HELP="$(oha --help)"
+    OHA_ARGS=()
+    if grep -q -- '--no-tui' <<<"$OHA_HELP"; then
+        OHA_ARGS+=(--no-tui)
+    fi
+    grep -q -- '--output-format' <<<"$OHA_HELP" ||
+        die "this oha has no --output-format: $(oha --version); cargo install oha --locked --force"
+    OHA_ARGS+=(--output-format json)
+    # Let requests still in flight at the deadline finish instead of counting them as aborted.
+    if grep -q -- '--wait-ongoing-requests-after-deadline' <<<"$OHA_HELP"; then
+        OHA_ARGS+=(--wait-ongoing-requests-after-deadline)
+    fi
 }

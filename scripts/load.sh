@@ -48,25 +48,13 @@ cleanup() {
         kill "$SAMPLER_PID" 2>/dev/null
         wait "$SAMPLER_PID" 2>/dev/null
     fi
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        local deadline=$((SECONDS + 5))
-        while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
+    [[ -n "$SERVER_PID" ]] && stop_process "$SERVER_PID"
     if ((rc != 0)) && [[ -n "$WORK_DIR" && -s "$WORK_DIR/server.log" ]]; then
         log "--- last lines of the server log ---"
         tail -n 30 "$WORK_DIR/server.log" >&2
     fi
-    PGOPTIONS='-c client_min_messages=warning' psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -Xq \
-        -c "DROP DATABASE IF EXISTS \"$DB_NAME\" WITH (FORCE)" >/dev/null
-    if command -v redis-cli >/dev/null; then
-        redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${REDIS_PREFIX}*" |
-            xargs -r -n 500 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" del >/dev/null
-    fi
+    drop_database "$DB_NAME"
+    delete_redis_prefix "$REDIS_PREFIX"
     [[ -n "$WORK_DIR" ]] && rm -rf "$WORK_DIR"
     exit "$rc"
 }
@@ -76,33 +64,11 @@ trap 'exit 143' TERM
 
 # --- tools ---------------------------------------------------------------------------------
 
-for tool in curl python3 psql; do
-    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl python3 postgresql-client)"
+for tool in curl python3 psql pgrep; do
+    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl python3 postgresql-client procps)"
 done
 
-# Many connections: raise the open-files limit (as far as the hard limit allows).
-if ! ulimit -n 65536 2>/dev/null; then
-    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    log "warning: could not raise ulimit -n to 65536; it is $(ulimit -n)"
-fi
-
-ensure_cargo_tool oha
-OHA_HELP="$(oha --help)"
-OHA_ARGS=()
-if grep -q -- '--no-tui' <<<"$OHA_HELP"; then
-    OHA_ARGS+=(--no-tui)
-fi
-if grep -q -- '--output-format' <<<"$OHA_HELP"; then
-    OHA_ARGS+=(--output-format json)
-elif grep -q -- '--json' <<<"$OHA_HELP"; then
-    OHA_ARGS+=(--json)
-else
-    die "this oha has neither --output-format nor --json: $(oha --version)"
-fi
-# Let requests still in flight at the deadline finish instead of counting them as aborted.
-if grep -q -- '--wait-ongoing-requests-after-deadline' <<<"$OHA_HELP"; then
-    OHA_ARGS+=(--wait-ongoing-requests-after-deadline)
-fi
+prepare_oha
 
 ensure_services
 
@@ -135,11 +101,7 @@ LISTEN_ADDR="$ADDR" \
     "$SERVER_BIN" serve >"$WORK_DIR/server.log" 2>&1 </dev/null &
 SERVER_PID=$!
 
-server_healthy() {
-    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz")" == 200 ]]
-}
-wait_until 60 server_healthy || die "GET $BASE/healthz did not answer 200 within 60 s"
+wait_until 60 answers_200 "$SERVER_PID" "$BASE/healthz" || die "GET $BASE/healthz did not answer 200 within 60 s"
 log "server is up (pid $SERVER_PID)"
 
 # post_json PATH BODY OUTFILE: prints the HTTP status.
