@@ -17,6 +17,7 @@ use crate::db::{self, Connector, Db};
 use crate::http;
 use crate::limits::Limits;
 use crate::mail::Mailer;
+use crate::profiles::Profiles;
 use crate::redis_store::Cache;
 use crate::secrets::SecretsManager;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub tokens: AccessTokens,
     /// The revocation mirror.
     pub revocations: Revocations,
+    /// Each instance's memory of user profiles, for `GET /me`.
+    pub profiles: Profiles,
     /// The abuse limits (rate limits and account lockout), counted in Redis.
     pub limits: Limits,
     /// Outgoing email (SMTP, SES or the log), delivered in the background.
@@ -108,6 +111,7 @@ impl AppState {
             config.access_token_ttl,
         );
         let revocations = Revocations::new(cache.clone(), db.clone(), config.access_token_ttl);
+        let profiles = Profiles::new(cache.clone(), db.clone());
         let limits = Limits::new(cache.clone(), config.limits);
         let mailer = Mailer::from_config(&config).context("mail configuration")?;
         let audit_store = match &config.audit_table {
@@ -122,6 +126,7 @@ impl AppState {
             hasher,
             tokens,
             revocations,
+            profiles,
             limits,
             mailer,
             audit,

@@ -16,7 +16,7 @@
 //! user to take effect at once. So before the handler runs, [`function_app`] asks the
 //! revocation mirror about the context's session, user and issue instant (one Redis
 //! `MGET`, Postgres if Redis is down): revoked is 401 `unauthorized`, unknowable is 503,
-//! otherwise the [`Caller`](crate::auth::Caller) goes into the request for the `Authenticated` extractor. A
+//! otherwise the caller ([`Authorized`](crate::auth::Authorized)) goes into the request for the `Authenticated` extractor. A
 //! function whose route has no authorizer gets no context and the extractor verifies the
 //! bearer token itself: either way the same checks run.
 //!
@@ -177,14 +177,17 @@ async fn caller_from_authorizer(
     let caller = context.caller;
     match state
         .revocations
-        .is_revoked_parts(caller.user_id, caller.session_id, context.issued_at_ms)
+        .check_parts(caller.user_id, caller.session_id, context.issued_at_ms)
         .await
     {
-        Ok(false) => {
-            request.extensions_mut().insert(caller);
+        Ok(standing) if !standing.revoked => {
+            request.extensions_mut().insert(crate::auth::Authorized {
+                caller,
+                profile: standing.profile,
+            });
             next.run(request).await
         }
-        Ok(true) => {
+        Ok(_) => {
             tracing::info!(sub = %caller.user_id, "authorizer context revoked since issue");
             ApiError::Unauthorized.into_response()
         }

@@ -2,8 +2,9 @@
 //! so deployments and tests can share a server, and a deadline on every command. On AWS it
 //! is TLS (`rediss://`, the certificate verified) with the AUTH token from Secrets Manager.
 //!
-//! Redis here is only a fast mirror (revocation markers) and a counter store (rate limits):
-//! nothing in it is the only copy of a fact, so losing it must never let a revoked token in.
+//! Redis here is only a fast mirror (revocation markers, profile versions) and a counter
+//! store (rate limits): nothing in it is the only copy of a fact, so losing it must never
+//! let a revoked token in.
 
 use std::future::Future;
 use std::time::Duration;

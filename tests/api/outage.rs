@@ -11,7 +11,9 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 use user_service_tests::problem::{check_problem_body, read};
 use user_service_tests::proxy::TcpProxy;
-use user_service_tests::{TestApp, TestUser, eventually, expect_status, strong_password, timed};
+use user_service_tests::{
+    TestApp, TestUser, eventually, expect_json, expect_status, strong_password, timed,
+};
 
 /// The contract's bound on an answer during an outage.
 const WITHIN: Duration = Duration::from_secs(5);
@@ -66,7 +68,8 @@ async fn status_of(request: RequestBuilder) -> u16 {
 async fn postgres_outage(break_it: fn(&TcpProxy)) {
     let app = TestApp::builder().postgres_via_proxy().spawn().await;
     let user = app.new_user().await;
-    app.assert_me_status(&user.tokens.access_token, 200).await;
+    let seen = app.new_user().await;
+    let seen_profile = expect_json(app.me(&seen.tokens.access_token).await, 200).await;
     let spare_refresh = app
         .login_ok(&user.email, &user.password)
         .await
@@ -76,6 +79,12 @@ async fn postgres_outage(break_it: fn(&TcpProxy)) {
     let token = &user.tokens.access_token;
     // Twice: the first request may meet a pooled connection, the second a fresh one.
     for round in 0..2 {
+        // A profile this instance served moments ago is answered from its memory (the
+        // revocation check is Redis's); one it has not seen needs Postgres.
+        let what = "GET /v1/users/me, a profile seen before";
+        let (resp, took) = timed(WITHIN, what, me(&app, &seen.tokens.access_token).send()).await;
+        assert!(took < WITHIN, "{what}: {took:?}");
+        assert_eq!(expect_json(resp, 200).await, seen_profile, "round {round}");
         let cases = [
             ("GET /v1/users/me", me(&app, token)),
             ("POST /v1/auth/login", login(&app, &user)),

@@ -442,3 +442,22 @@ async fn with_postgres_down_forgot_still_answers_202_and_reset_503() {
     let token = request_token(&app, &smtp, &user.email).await;
     expect_status(reset(&app, &token, &strong_password()).await, 204).await;
 }
+
+#[tokio::test]
+async fn a_reset_shows_in_the_profile_on_every_instance() {
+    let (a, smtp) = spawn().await;
+    let b = a.spawn_sibling().await;
+    let user = a.new_user().await;
+    // B remembers the profile as it was.
+    let before = expect_json(b.me(&user.tokens.access_token).await, 200).await;
+    let token = request_token(&a, &smtp, &user.email).await;
+    let new_password = strong_password();
+    expect_status(reset(&a, &token, &new_password).await, 204).await;
+    let tokens = b.login_ok(&user.email, &new_password).await;
+    let after = expect_json(b.me(&tokens.access_token).await, 200).await;
+    assert_ne!(after["updated_at"], before["updated_at"], "{after}");
+    assert_eq!(
+        after,
+        expect_json(a.me(&tokens.access_token).await, 200).await
+    );
+}

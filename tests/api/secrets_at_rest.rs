@@ -3,7 +3,7 @@
 //! attacker with a database dump would.
 
 use tokio_postgres::Client;
-use user_service_tests::{TestApp, TestUser};
+use user_service_tests::{TestApp, TestUser, expect_json};
 
 /// Every row of every table of the public schema, as text (bytea shows as hex).
 async fn dump_database(db: &Client) -> String {
@@ -139,5 +139,9 @@ async fn an_old_hash_is_upgraded_on_the_next_login() {
         "the hash was not upgraded within 10 s of the login"
     );
     // And the upgraded hash still verifies.
-    stronger.login_ok(&user.email, &user.password).await;
+    let tokens = stronger.login_ok(&user.email, &user.password).await;
+    // A re-hash is not a change of the account: `updated_at` stays (instances that
+    // remember the profile for `GET /me` stay right).
+    let me = expect_json(stronger.me(&tokens.access_token).await, 200).await;
+    assert_eq!(me["updated_at"], me["created_at"], "{me}");
 }

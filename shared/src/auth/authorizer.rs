@@ -136,7 +136,7 @@ pub async fn authorize_request(
         return Ok(deny());
     };
     let caller = match super::authorize(tokens, revocations, token).await {
-        Ok(caller) => caller,
+        Ok(authorized) => authorized.caller,
         Err(AuthError::Unauthorized(reason)) => {
             log_decision(None, route, request_id, Decision::Deny(reason));
             return Ok(deny());

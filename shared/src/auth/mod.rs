@@ -14,6 +14,7 @@ pub mod tokens;
 use uuid::Uuid;
 
 use crate::domain::Role;
+use crate::profiles::ProfileVersion;
 use revocation::Revocations;
 use tokens::{AccessClaims, AccessTokens, VerifyError};
 
@@ -38,6 +39,16 @@ impl From<&AccessClaims> for Caller {
     }
 }
 
+/// A caller [`authorize`] let in, with its profile version read in the same round trip as
+/// the revocation check (for [`crate::profiles`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorized {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The caller's profile version.
+    pub profile: ProfileVersion,
+}
+
 /// Why a caller was not authorized.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -56,7 +67,7 @@ pub async fn authorize(
     tokens: &AccessTokens,
     revocations: &Revocations,
     bearer: &str,
-) -> Result<Caller, AuthError> {
+) -> Result<Authorized, AuthError> {
     let claims = match tokens.verify(bearer).await {
         Ok(claims) => claims,
         Err(VerifyError::Invalid(e)) => {
@@ -65,9 +76,12 @@ pub async fn authorize(
         }
         Err(VerifyError::Unavailable(e)) => return Err(AuthError::Unavailable(e.into())),
     };
-    match revocations.is_revoked(&claims).await {
-        Ok(false) => Ok(Caller::from(&claims)),
-        Ok(true) => Err(AuthError::Unauthorized("revoked")),
+    match revocations.check(&claims).await {
+        Ok(standing) if standing.revoked => Err(AuthError::Unauthorized("revoked")),
+        Ok(standing) => Ok(Authorized {
+            caller: Caller::from(&claims),
+            profile: standing.profile,
+        }),
         Err(e) => Err(AuthError::Unavailable(e.into())),
     }
 }

@@ -7,6 +7,9 @@
 //!   dead (logout-all, role change, disable, delete, password reset);
 //! - `revoked:epoch`: present while the mirror is complete.
 //!
+//! The same `MGET` reads the user's profile version for [`crate::profiles`], so `GET /me`
+//! can answer from memory without a second round trip.
+//!
 //! Markers expire with the longest access-token lifetime: after that every token they
 //! could reject has expired anyway. The epoch key has no expiry, so if Redis loses its data
 //! (a restart, a flush) the epoch is gone too, the check falls back to Postgres, and one
@@ -29,6 +32,7 @@ use uuid::Uuid;
 use super::tokens::AccessClaims;
 use crate::db::sessions::RevokeReason;
 use crate::db::{Db, DbError};
+use crate::profiles::ProfileVersion;
 use crate::redis_store::{Cache, CacheError};
 
 /// Why a revocation could not be made; nothing was revoked in Postgres when Redis failed.
@@ -42,8 +46,19 @@ pub enum RevocationError {
     Db(#[from] DbError),
 }
 
-/// What one `MGET` reads: the epoch, the session marker, the user's cut-off (ms).
-type MirrorEntries = (Option<String>, Option<String>, Option<u64>);
+/// What one `MGET` reads: the epoch, the session marker, the user's cut-off (ms), the
+/// user's profile version.
+type MirrorEntries = (Option<String>, Option<String>, Option<u64>, Option<u64>);
+
+/// What the check found: whether the token is revoked, and (read in the same round trip)
+/// its user's profile version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The token's session ended or its user's tokens were cut off.
+    pub revoked: bool,
+    /// The profile version for [`crate::profiles::Profiles::get`].
+    pub profile: ProfileVersion,
+}
 
 /// The revocation mirror and its fallback.
 #[derive(Clone)]
@@ -80,43 +95,50 @@ impl Revocations {
 
     /// Is this (correctly signed, unexpired) token revoked? One Redis round trip when the
     /// mirror is healthy; Postgres otherwise.
-    pub async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, DbError> {
-        self.is_revoked_parts(claims.sub, claims.sid, claims.issued_at_ms())
+    pub async fn check(&self, claims: &AccessClaims) -> Result<Standing, DbError> {
+        self.check_parts(claims.sub, claims.sid, claims.issued_at_ms())
             .await
     }
 
-    /// [`Self::is_revoked`] from the parts of a token that matter: its user, its session and
+    /// [`Self::check`] from the parts of a token that matter: its user, its session and
     /// its issue instant in milliseconds. For callers that hold a token already verified
     /// elsewhere (a Lambda behind the authorizer, which passes these in its context).
-    pub async fn is_revoked_parts(
+    pub async fn check_parts(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         issued_at_ms: u64,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Standing, DbError> {
         let keys = [
             self.epoch_key(),
             self.session_key(session_id),
             self.user_key(user_id),
+            crate::profiles::version_key(&self.cache, user_id),
         ];
         let mirror: Result<MirrorEntries, CacheError> = match self.cache.connection().await {
             Ok(mut connection) => self.cache.timed(connection.mget(&keys)).await,
             Err(e) => Err(e),
         };
+        let in_db = |profile| async move {
+            let revoked = self
+                .is_revoked_in_db(user_id, session_id, issued_at_ms)
+                .await?;
+            Ok(Standing { revoked, profile })
+        };
         match mirror {
-            Ok((Some(_epoch), session, user_cutoff_ms)) => Ok(
-                session.is_some() || user_cutoff_ms.is_some_and(|cutoff| issued_at_ms <= cutoff)
-            ),
-            Ok((None, _, _)) => {
+            Ok((Some(_epoch), session, user_cutoff_ms, profile)) => Ok(Standing {
+                revoked: session.is_some()
+                    || user_cutoff_ms.is_some_and(|cutoff| issued_at_ms <= cutoff),
+                profile: profile.map_or(ProfileVersion::Unset, ProfileVersion::Known),
+            }),
+            Ok((None, _, _, profile)) => {
                 tracing::warn!("revocation mirror incomplete; checking Postgres and rebuilding");
                 self.spawn_rebuild();
-                self.is_revoked_in_db(user_id, session_id, issued_at_ms)
-                    .await
+                in_db(profile.map_or(ProfileVersion::Unset, ProfileVersion::Known)).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redis unreachable; checking revocation in Postgres");
-                self.is_revoked_in_db(user_id, session_id, issued_at_ms)
-                    .await
+                in_db(ProfileVersion::Unknown).await
             }
         }
     }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::keys::{KeyRing, KeySet, KeysUnavailable};
 use crate::domain::Role;
+use crate::expiring::ExpiringMap;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,43 +114,9 @@ pub struct AccessTokens {
 /// Most tokens remembered as verified; past it, expired entries go first, then all.
 const VERIFIED_CACHE_CAPACITY: usize = 16_384;
 
-/// Tokens whose signature and claims checked out, by the SHA-256 of the whole token.
-struct VerifiedTokens {
-    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<AccessClaims>>>,
-}
-
-impl VerifiedTokens {
-    fn new() -> Self {
-        Self {
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    /// The claims of a token seen before, if it has not expired since.
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<AccessClaims>> {
-        let mut entries = self.entries.lock().ok()?;
-        let claims = entries.get(key)?;
-        if claims.exp + LEEWAY_SECS > now {
-            Some(Arc::clone(claims))
-        } else {
-            entries.remove(key);
-            None
-        }
-    }
-
-    fn insert(&self, key: [u8; 32], claims: Arc<AccessClaims>, now: u64) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        if entries.len() >= VERIFIED_CACHE_CAPACITY {
-            entries.retain(|_, c| c.exp + LEEWAY_SECS > now);
-            if entries.len() >= VERIFIED_CACHE_CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(key, claims);
-    }
-}
+/// Tokens whose signature and claims checked out, by the SHA-256 of the whole token, until
+/// their `exp` (plus the leeway) in Unix seconds.
+type VerifiedTokens = ExpiringMap<[u8; 32], Arc<AccessClaims>, u64>;
 
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_SECS: u64 = 5;
@@ -162,7 +129,7 @@ impl AccessTokens {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             ttl,
-            verified: Arc::new(VerifiedTokens::new()),
+            verified: Arc::new(VerifiedTokens::new(VERIFIED_CACHE_CAPACITY)),
         }
     }
 
@@ -236,8 +203,12 @@ impl AccessTokens {
             keys = self.keys.reload_for_unknown_kid().await?;
         }
         let claims = self.verify_signature(&keys, &kid, token)?;
-        self.verified
-            .insert(cache_key, Arc::new(claims.clone()), now);
+        self.verified.insert(
+            cache_key,
+            Arc::new(claims.clone()),
+            claims.exp + LEEWAY_SECS,
+            now,
+        );
         Ok(claims)
     }
 
@@ -369,7 +340,7 @@ mod tests {
 
     #[test]
     fn the_cache_stays_bounded() {
-        let cache = VerifiedTokens::new();
+        let cache = VerifiedTokens::new(VERIFIED_CACHE_CAPACITY);
         let claims = Arc::new(AccessClaims {
             iss: "i".into(),
             aud: "a".into(),
@@ -383,10 +354,9 @@ mod tests {
         for n in 0..(VERIFIED_CACHE_CAPACITY + 10) {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&(n as u64).to_le_bytes());
-            cache.insert(key, Arc::clone(&claims), 50);
+            cache.insert(key, Arc::clone(&claims), claims.exp + LEEWAY_SECS, 50);
         }
-        let len = cache.entries.lock().map(|e| e.len()).unwrap_or(usize::MAX);
-        assert!(len <= VERIFIED_CACHE_CAPACITY, "{len}");
+        assert!(cache.len() <= VERIFIED_CACHE_CAPACITY, "{}", cache.len());
     }
 
     #[tokio::test]

@@ -182,7 +182,10 @@ impl Db {
             let client = self.client().await?;
             let updated = client
                 .execute(
-                    "UPDATE users SET password_hash = $2, updated_at = now()
+                    // A re-hash (`only_if_current`) is not a change of the account: it keeps
+                    // `updated_at`, so cached profiles stay right (see `crate::profiles`).
+                    "UPDATE users SET password_hash = $2,
+                     updated_at = CASE WHEN $3::text IS NULL THEN now() ELSE updated_at END
                      WHERE id = $1 AND deleted_at IS NULL
                        AND ($3::text IS NULL OR password_hash = $3)",
                     &[&id, &new_hash, &only_if_current],

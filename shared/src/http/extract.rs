@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 use crate::app::AppState;
-use crate::auth::{self, AuthError, Caller};
+use crate::auth::{self, AuthError, Authorized, Caller};
+use crate::profiles::ProfileVersion;
 
 /// A JSON body, strictly: `application/json` (or `+json`) content type or 415, over 64 KiB
 /// 413, and anything serde refuses (syntax, unknown field, wrong type, missing field) 400
@@ -102,20 +103,35 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// The authenticated caller: a valid, unrevoked bearer token, or 401.
 ///
 /// Behind API Gateway the Lambda authorizer has run [`auth::authorize`] already and the
-/// caller arrives as a request extension; everywhere else this runs it.
+/// caller arrives as a request extension (see [`crate::lambda`]); everywhere else this runs
+/// it.
 #[derive(Debug, Clone, Copy)]
-pub struct Authenticated(pub Caller);
+pub struct Authenticated {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The caller's profile version, read with the revocation check (for `GET /me`).
+    pub profile: ProfileVersion,
+}
+
+impl From<Authorized> for Authenticated {
+    fn from(authorized: Authorized) -> Self {
+        Self {
+            caller: authorized.caller,
+            profile: authorized.profile,
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(Authenticated(*caller));
+        if let Some(authorized) = parts.extensions.get::<Authorized>() {
+            return Ok((*authorized).into());
         }
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match auth::authorize(&state.tokens, &state.revocations, token).await {
-            Ok(caller) => Ok(Authenticated(caller)),
+            Ok(authorized) => Ok(authorized.into()),
             Err(AuthError::Unauthorized(_)) => Err(ApiError::Unauthorized),
             Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
         }
@@ -131,7 +147,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        let Authenticated { caller, .. } = Authenticated::from_request_parts(parts, state).await?;
         if caller.role == crate::domain::Role::Admin {
             Ok(AdminCaller(caller))
         } else {

@@ -53,7 +53,7 @@ struct ChangePasswordRequest {
 #[tracing::instrument(name = "change_password", skip_all)]
 async fn change_password(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Authenticated { caller, .. }: Authenticated,
     ip: ClientIp,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -91,6 +91,7 @@ async fn change_password(
         .db
         .set_password_hash(caller.user_id, &new_hash, None)
         .await?;
+    state.profiles.changed(caller.user_id).await;
     tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
     AuditEvent::success("password_change")
         .user(caller.user_id)

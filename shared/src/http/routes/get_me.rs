@@ -31,14 +31,14 @@ pub fn router() -> Router<AppState> {
 )]
 async fn get_me(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Authenticated { caller, profile }: Authenticated,
 ) -> Result<Json<User>, ApiError> {
     // The token outlived its user only if the user was deleted between the revocation check
     // and here; that is the same answer a revoked token gets.
-    let record = state
-        .db
-        .user_by_id(caller.user_id)
+    let user = state
+        .profiles
+        .get(caller.user_id, profile)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    Ok(Json(record.user))
+    Ok(Json(user))
 }

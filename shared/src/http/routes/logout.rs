@@ -47,7 +47,7 @@ struct LogoutRequest {
 #[tracing::instrument(name = "logout", skip_all)]
 async fn logout(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Authenticated { caller, .. }: Authenticated,
     ip: ClientIp,
     OptionalJson(body): OptionalJson<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {

@@ -119,6 +119,7 @@ async fn reset_password(
         refuse(Some(user_id), "invalid_token");
         return Err(ApiError::InvalidToken);
     }
+    state.profiles.changed(user_id).await;
     match state
         .revocations
         .end_sessions(user_id, None, RevokeReason::PasswordReset)

@@ -69,7 +69,7 @@ pub(crate) fn name_change(
 #[tracing::instrument(name = "update_me", skip_all)]
 async fn update_me(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Authenticated { caller, .. }: Authenticated,
     ip: ClientIp,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<Json<User>, ApiError> {
@@ -84,6 +84,7 @@ async fn update_me(
         .update_profile(caller.user_id, change)
         .await?
         .ok_or(ApiError::Unauthorized)?;
+    state.profiles.changed(caller.user_id).await;
     AuditEvent::success("profile_updated")
         .user(caller.user_id)
         .session(caller.session_id)

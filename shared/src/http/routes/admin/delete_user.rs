@@ -44,6 +44,7 @@ async fn delete_user(
     let revocations = &state.revocations;
     let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
     state.db.delete_user(id, mark).await?;
+    state.profiles.changed(id).await;
     AuditEvent::success("admin_user_deleted")
         .actor(admin.user_id)
         .user(id)

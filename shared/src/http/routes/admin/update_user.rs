@@ -77,6 +77,7 @@ async fn update_user(
     let revocations = &state.revocations;
     let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
     let (user, effects) = state.db.change_user(id, change, mark).await?;
+    state.profiles.changed(id).await;
     let mut changed = Vec::new();
     for (field, is_set) in [
         ("email", body.email.is_some()),
