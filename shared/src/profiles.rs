@@ -50,6 +50,13 @@ pub enum ProfileVersion {
     Unknown,
 }
 
+impl From<Option<u64>> for ProfileVersion {
+    /// What Redis answered for the version key: a version, or none.
+    fn from(read: Option<u64>) -> Self {
+        read.map_or(Self::Unset, Self::Known)
+    }
+}
+
 /// The Redis key holding `user_id`'s profile version.
 pub fn version_key(cache: &Cache, user_id: Uuid) -> String {
     cache.key(format_args!("profile:{user_id}"))

@@ -129,12 +129,12 @@ impl Revocations {
             Ok((Some(_epoch), session, user_cutoff_ms, profile)) => Ok(Standing {
                 revoked: session.is_some()
                     || user_cutoff_ms.is_some_and(|cutoff| issued_at_ms <= cutoff),
-                profile: profile.map_or(ProfileVersion::Unset, ProfileVersion::Known),
+                profile: profile.into(),
             }),
             Ok((None, _, _, profile)) => {
                 tracing::warn!("revocation mirror incomplete; checking Postgres and rebuilding");
                 self.spawn_rebuild();
-                in_db(profile.map_or(ProfileVersion::Unset, ProfileVersion::Known)).await
+                in_db(profile.into()).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redis unreachable; checking revocation in Postgres");

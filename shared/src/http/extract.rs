@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use super::ApiError;
 use crate::app::AppState;
 use crate::auth::{self, AuthError, Authorized, Caller};
-use crate::profiles::ProfileVersion;
 
 /// A JSON body, strictly: `application/json` (or `+json`) content type or 415, over 64 KiB
 /// 413, and anything serde refuses (syntax, unknown field, wrong type, missing field) 400
@@ -105,33 +104,21 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Behind API Gateway the Lambda authorizer has run [`auth::authorize`] already and the
 /// caller arrives as a request extension (see [`crate::lambda`]); everywhere else this runs
 /// it.
-#[derive(Debug, Clone, Copy)]
-pub struct Authenticated {
-    /// Who is calling.
-    pub caller: Caller,
-    /// The caller's profile version, read with the revocation check (for `GET /me`).
-    pub profile: ProfileVersion,
-}
+///
+/// It is [`Authorized`] itself: the caller, and its profile version read with the
+/// revocation check (for `GET /me`).
+pub type Authenticated = Authorized;
 
-impl From<Authorized> for Authenticated {
-    fn from(authorized: Authorized) -> Self {
-        Self {
-            caller: authorized.caller,
-            profile: authorized.profile,
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Authenticated {
+impl FromRequestParts<AppState> for Authorized {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(authorized) = parts.extensions.get::<Authorized>() {
-            return Ok((*authorized).into());
+            return Ok(*authorized);
         }
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match auth::authorize(&state.tokens, &state.revocations, token).await {
-            Ok(authorized) => Ok(authorized.into()),
+            Ok(authorized) => Ok(authorized),
             Err(AuthError::Unauthorized(_)) => Err(ApiError::Unauthorized),
             Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
         }
