@@ -1,5 +1,10 @@
-//! Wiring: the shared state every handler gets, built once per process (or per Lambda cold
-//! start), and the local server that serves every route.
+//! Wiring, the composition root: builds the infrastructure from the configuration, the
+//! services on top of it, and the HTTP state around them, once per process (or per Lambda
+//! cold start); and the local server that serves every route.
+//!
+//! Nothing here starts work a request may never need: pools connect on first use, secrets
+//! are read on first use, the argon2 threads start on the first hash, the SMTP or SES client
+//! on the first email.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,68 +13,52 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::audit::{AuditSink, AuditStore};
+use crate::auth::Authenticator;
+use crate::auth::authorizer::Authorizer;
 use crate::auth::hashing::PasswordHasher;
+use crate::auth::key_secret::SecretsManagerKeys;
 use crate::auth::keys::{KeyRing, KeySet, PemFile};
 use crate::auth::revocation::Revocations;
+use crate::auth::rules::RouteRules;
 use crate::auth::tokens::AccessTokens;
 use crate::config::Config;
 use crate::db::{self, Connector, Db};
-use crate::http;
+use crate::http::{self, AppState};
 use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::profiles::Profiles;
 use crate::redis_store::Cache;
 use crate::secrets::SecretsManager;
-
-/// What every handler may use. Cheap to clone: every field is a handle.
-#[derive(Clone)]
-pub struct AppState {
-    /// The configuration read at start.
-    pub config: Arc<Config>,
-    /// Postgres.
-    pub db: Db,
-    /// Redis.
-    pub cache: Cache,
-    /// argon2id with its bounded queue.
-    pub hasher: PasswordHasher,
-    /// Access-token signing and verification.
-    pub tokens: AccessTokens,
-    /// The revocation mirror.
-    pub revocations: Revocations,
-    /// Each instance's memory of user profiles, for `GET /me`.
-    pub profiles: Profiles,
-    /// The abuse limits (rate limits and account lockout), counted in Redis.
-    pub limits: Limits,
-    /// Outgoing email (SMTP, SES or the log), delivered in the background.
-    pub mailer: Mailer,
-    /// The audit trail's store (DynamoDB with `AUDIT_TABLE`, else Postgres), written in
-    /// the background.
-    pub audit: AuditSink,
-    /// Work a handler leaves running after its response (the forgot-password email, a
-    /// re-hash). The local server lets it run; a Lambda function waits for it before the
-    /// invocation ends, since a frozen sandbox runs nothing (see [`crate::lambda`]).
-    pub background: tokio_util::task::TaskTracker,
-}
+use crate::services::accounts::{AccountParts, AccountSettings, Creator};
+use crate::services::sessions::{SessionParts, SessionSettings};
+use crate::services::{AccountError, Accounts, Sessions};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("startup failed: {0:#}")]
 pub struct StartupError(#[from] anyhow::Error);
 
-impl AppState {
-    /// Builds the state from `config`: pools (connected lazily, so a cold start does not
-    /// wait for the database), the hasher, and the signing keys: from the key file now, or
-    /// from Secrets Manager (`JWT_KEYS_SECRET_ARN`) on first use. Nothing is read from
-    /// Secrets Manager here: a function reads only the secrets its requests need.
-    /// Applies no migration.
-    pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let secrets = SecretsManager::from_config(&config);
-        let keys = match &config.jwt_keys_secret_arn {
-            Some(arn) => KeyRing::refreshing(
-                crate::auth::key_secret::SecretsManagerKeys::new(secrets.clone(), arn),
+/// What every deployment part stands on: storage, keys and the revocation mirror.
+struct Foundation {
+    db: Db,
+    cache: Cache,
+    tokens: AccessTokens,
+    revocations: Revocations,
+}
+
+impl Foundation {
+    /// Pools (connected lazily, so a cold start does not wait for the database) and the
+    /// signing keys: from the key file now, or from Secrets Manager (`JWT_KEYS_SECRET_ARN`)
+    /// on first use.
+    async fn new(config: &Config, keys: Option<KeySet>) -> Result<Self, StartupError> {
+        let secrets = SecretsManager::from_config(config);
+        let keys = match (keys, &config.jwt_keys_secret_arn) {
+            (Some(keys), _) => KeyRing::fixed(keys),
+            (None, Some(arn)) => KeyRing::refreshing(
+                SecretsManagerKeys::new(secrets.clone(), arn),
                 config.secrets_refresh,
             ),
-            None => KeyRing::fixed(
+            (None, None) => KeyRing::fixed(
                 KeySet::load(&PemFile::new(
                     &config.jwt_private_key_file,
                     config.jwt_algorithm,
@@ -78,32 +67,12 @@ impl AppState {
                 .context("loading the JWT signing keys")?,
             ),
         };
-        Self::build(config, keys, &secrets)
-    }
-
-    /// Builds the state around keys loaded elsewhere (tests).
-    pub fn with_keys(config: Config, keys: KeySet) -> Result<Self, StartupError> {
-        let secrets = SecretsManager::from_config(&config);
-        Self::build(config, KeyRing::fixed(keys), &secrets)
-    }
-
-    fn build(
-        config: Config,
-        keys: KeyRing,
-        secrets: &SecretsManager,
-    ) -> Result<Self, StartupError> {
         let db = Db::connect(
-            Connector::from_config(&config, secrets)?,
+            Connector::from_config(config, &secrets)?,
             config.database_pool_size,
             config.dependency_timeout,
         )?;
-        let cache = Cache::from_config(&config, secrets)?;
-        let hasher = PasswordHasher::new(
-            config.argon2,
-            config.hashing_concurrency,
-            config.hashing_queue_timeout,
-        )
-        .context("argon2 configuration")?;
+        let cache = Cache::from_config(config, &secrets)?;
         let tokens = AccessTokens::new(
             Arc::new(keys),
             &config.jwt_issuer,
@@ -111,28 +80,92 @@ impl AppState {
             config.access_token_ttl,
         );
         let revocations = Revocations::new(cache.clone(), db.clone(), config.access_token_ttl);
-        let profiles = Profiles::new(cache.clone(), db.clone());
-        let limits = Limits::new(cache.clone(), config.limits);
-        let mailer = Mailer::from_config(&config).context("mail configuration")?;
-        let audit_store = match &config.audit_table {
-            Some(table) => AuditStore::dynamodb(table, config.dynamodb_endpoint_url.clone()),
-            None => AuditStore::Postgres(db.clone()),
-        };
-        let audit = AuditSink::new(audit_store, config.audit_retention);
         Ok(Self {
-            config: Arc::new(config),
             db,
             cache,
-            hasher,
             tokens,
             revocations,
-            profiles,
-            limits,
-            mailer,
-            audit,
-            background: tokio_util::task::TaskTracker::new(),
         })
     }
+}
+
+/// The state of the HTTP routes, from `config`. Nothing is read from Secrets Manager here:
+/// a function reads only the secrets its requests need. Applies no migration.
+pub async fn state(config: &Config) -> Result<AppState, StartupError> {
+    build_state(config, Foundation::new(config, None).await?)
+}
+
+/// [`state`] around keys loaded elsewhere (tests).
+pub async fn state_with_keys(config: &Config, keys: KeySet) -> Result<AppState, StartupError> {
+    build_state(config, Foundation::new(config, Some(keys)).await?)
+}
+
+fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupError> {
+    let Foundation {
+        db,
+        cache,
+        tokens,
+        revocations,
+    } = base;
+    let hasher = PasswordHasher::new(
+        config.argon2,
+        config.hashing_concurrency,
+        config.hashing_queue_timeout,
+    )
+    .context("argon2 configuration")?;
+    let limits = Limits::new(cache.clone(), config.limits);
+    let audit_store = match &config.audit_table {
+        Some(table) => AuditStore::dynamodb(table, config.dynamodb_endpoint_url.clone()),
+        None => AuditStore::Postgres(db.clone()),
+    };
+    let audit = AuditSink::new(audit_store, config.audit_retention);
+    let background = tokio_util::task::TaskTracker::new();
+    let accounts = Accounts::new(AccountParts {
+        db: db.clone(),
+        hasher: hasher.clone(),
+        revocations: revocations.clone(),
+        profiles: Profiles::new(cache.clone(), db.clone()),
+        limits: limits.clone(),
+        mailer: Mailer::from_config(config).context("mail configuration")?,
+        audit: audit.clone(),
+        background: background.clone(),
+        settings: AccountSettings {
+            public_base_url: config.public_base_url.clone(),
+            password_reset_ttl: config.password_reset_ttl,
+        },
+    });
+    let sessions = Sessions::new(SessionParts {
+        db: db.clone(),
+        hasher,
+        tokens: tokens.clone(),
+        revocations: revocations.clone(),
+        limits,
+        audit: audit.clone(),
+        background: background.clone(),
+        settings: SessionSettings {
+            refresh_token_ttl: config.refresh_token_ttl,
+            session_max_lifetime: config.session_max_lifetime,
+        },
+    });
+    Ok(AppState {
+        accounts,
+        sessions,
+        authenticator: Authenticator::new(tokens, revocations),
+        readiness: http::state::Readiness { db, cache },
+        audit,
+        background,
+        client_ip: http::state::ClientIpSource {
+            trust_forwarded_for: config.trust_forwarded_for,
+        },
+    })
+}
+
+/// The Lambda authorizer of a deployment: its keys, its revocation mirror and the route
+/// rules (`AUTHORIZER_ROUTE_RULES`), and nothing else.
+pub async fn authorizer(config: &Config) -> Result<Authorizer, StartupError> {
+    let rules = RouteRules::from_config(config).context("AUTHORIZER_ROUTE_RULES")?;
+    let base = Foundation::new(config, None).await?;
+    Ok(Authorizer::new(base.tokens, base.revocations, rules))
 }
 
 /// The local server: every route in one process.
@@ -141,8 +174,9 @@ pub struct App {
 }
 
 impl App {
-    /// Applies pending migrations, builds the state and makes sure the revocation mirror is
-    /// complete. Fails if Postgres or Redis cannot be reached now.
+    /// Applies pending migrations, builds the state, makes sure the revocation mirror is
+    /// complete and creates the bootstrap admin when one is configured. Fails if Postgres or
+    /// Redis cannot be reached now.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         db::migrate(&Connector::from_config(
             &config,
@@ -150,14 +184,15 @@ impl App {
         )?)
         .await
         .context("applying migrations")?;
-        let state = AppState::new(config).await?;
+        let state = state(&config).await?;
         state
-            .revocations
+            .authenticator
+            .revocations()
             .ensure_mirror()
             .await
             .context("preparing the revocation mirror in Redis")?;
-        if let Some(admin) = &state.config.bootstrap_admin {
-            crate::bootstrap::ensure_first_admin(&state, admin).await?;
+        if let Some(admin) = &config.bootstrap_admin {
+            ensure_first_admin(&state.accounts, admin).await?;
         }
         Ok(Self { state })
     }
@@ -191,5 +226,42 @@ impl App {
         )
         .with_graceful_shutdown(shutdown)
         .await
+    }
+}
+
+/// The first admin: created at start from `BOOTSTRAP_ADMIN_EMAIL`/`BOOTSTRAP_ADMIN_PASSWORD`
+/// when no active admin exists, by the same [`Accounts::create`] as every other account.
+/// Idempotent across restarts, and across instances starting at once (the creation runs
+/// under the same lock as every admin-count check).
+async fn ensure_first_admin(
+    accounts: &Accounts,
+    admin: &crate::config::BootstrapAdmin,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret as _;
+    let created = accounts
+        .create(
+            &admin.email,
+            admin.password.expose_secret(),
+            None,
+            crate::domain::Role::Admin,
+            Creator::Bootstrap,
+        )
+        .await;
+    match created {
+        Ok(_) | Err(AccountError::AdminExists) => Ok(()),
+        Err(AccountError::InvalidEmail(e)) => {
+            Err(anyhow::Error::new(e).context("BOOTSTRAP_ADMIN_EMAIL is not valid"))
+        }
+        Err(AccountError::WeakPassword(e)) => {
+            Err(anyhow::Error::new(e)
+                .context("BOOTSTRAP_ADMIN_PASSWORD breaks the password policy"))
+        }
+        // Never promote an existing account: whoever registered that email first would
+        // become admin.
+        Err(AccountError::EmailTaken) => anyhow::bail!(
+            "BOOTSTRAP_ADMIN_EMAIL belongs to an existing user and no admin exists; \
+             use another email, or `user-service admin create`"
+        ),
+        Err(e) => Err(e.into()),
     }
 }

@@ -1,4 +1,5 @@
-//! Service configuration, read once from environment variables at start.
+//! Service configuration, read once from environment variables at start. A leaf: it names
+//! no other module of the crate, and the settings types of every component live here.
 //!
 //! Every knob has a default that works on a developer machine with the local Postgres and
 //! Redis, so `user-service serve` runs with no environment at all. Secrets never live here
@@ -11,10 +12,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::SecretString;
-
-use crate::auth::keys::KeyAlgorithm;
-use crate::limits::LimitsConfig;
-use crate::mail::MailBackend;
 
 /// Everything the service needs to know about its surroundings.
 #[derive(Debug, Clone)]
@@ -118,6 +115,110 @@ pub struct Config {
     /// Secrets Manager endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else
     /// `AWS_ENDPOINT_URL`), read like the DynamoDB one. Unset: the SDK's default endpoint.
     pub secretsmanager_endpoint_url: Option<String>,
+}
+
+/// The asymmetric algorithms a key may be for. HMAC is deliberately absent: a shared secret
+/// would let every verifier mint tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256 (the default: small keys, fast).
+    Es256,
+    /// RSA PKCS#1 v1.5 with SHA-256, 2048-bit keys (slow to sign, widest support).
+    Rs256,
+    /// Ed25519 (fastest).
+    EdDsa,
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ES256" => Ok(Self::Es256),
+            "RS256" => Ok(Self::Rs256),
+            "EdDSA" => Ok(Self::EdDsa),
+            other => Err(format!(
+                "{other:?} is not supported; use ES256, RS256 or EdDSA"
+            )),
+        }
+    }
+}
+
+/// Where emails go (`MAIL_BACKEND`: `smtp`, `ses` or `log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailBackend {
+    /// Written to the log, not sent (local development).
+    Log,
+    /// The SMTP server of `SMTP_URL`.
+    Smtp,
+    /// Amazon SES through its API.
+    Ses,
+}
+
+impl MailBackend {
+    /// The name `MAIL_BACKEND` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Smtp => "smtp",
+            Self::Ses => "ses",
+        }
+    }
+}
+
+impl FromStr for MailBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "log" => Ok(Self::Log),
+            "smtp" => Ok(Self::Smtp),
+            "ses" => Ok(Self::Ses),
+            other => Err(format!(
+                "unknown mail back end {other:?} (smtp, ses or log)"
+            )),
+        }
+    }
+}
+
+/// The limits (`RATE_LIMIT_*` and `LOCKOUT_*`); a limit or threshold of 0 turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Login attempts per client IP per minute (`RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE`).
+    pub login_per_ip_per_minute: u32,
+    /// Registrations per client IP per minute (`RATE_LIMIT_REGISTER_PER_IP_PER_MINUTE`).
+    pub register_per_ip_per_minute: u32,
+    /// Forgot requests per client IP per minute (`RATE_LIMIT_FORGOT_PER_IP_PER_MINUTE`).
+    pub forgot_per_ip_per_minute: u32,
+    /// Reset requests per client IP per minute (`RATE_LIMIT_RESET_PER_IP_PER_MINUTE`).
+    pub reset_per_ip_per_minute: u32,
+    /// Forgot requests per email per hour that send an email
+    /// (`RATE_LIMIT_FORGOT_PER_EMAIL_PER_HOUR`).
+    pub forgot_per_email_per_hour: u32,
+    /// Failed logins within the window that lock the account (`LOCKOUT_THRESHOLD`).
+    pub lockout_threshold: u32,
+    /// The window failures are counted in (`LOCKOUT_WINDOW_SECONDS`).
+    pub lockout_window: Duration,
+    /// How long the first lockout lasts (`LOCKOUT_BASE_SECONDS`); each repeat doubles it.
+    pub lockout_base: Duration,
+    /// The longest lockout (`LOCKOUT_MAX_SECONDS`).
+    pub lockout_max: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            login_per_ip_per_minute: 30,
+            register_per_ip_per_minute: 20,
+            forgot_per_ip_per_minute: 10,
+            reset_per_ip_per_minute: 10,
+            forgot_per_email_per_hour: 3,
+            lockout_threshold: 5,
+            lockout_window: Duration::from_secs(15 * 60),
+            lockout_base: Duration::from_secs(60),
+            lockout_max: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Whether a connection uses TLS. With TLS the server's certificate and host name are always

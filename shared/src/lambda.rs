@@ -35,11 +35,10 @@ use axum::response::{IntoResponse as _, Response};
 use lambda_http::request::RequestContext;
 use lambda_runtime::{LambdaEvent, service_fn};
 
-use crate::app::AppState;
-use crate::auth::authorizer::{AuthorizedContext, Authorizer};
-use crate::auth::rules::RouteRules;
+use crate::auth::authorizer::AuthorizedContext;
 use crate::config::Config;
-use crate::http::{self, ApiError, MinimumResponseTime, extract::ClientIp};
+use crate::http::{self, ApiError, AppState, MinimumResponseTime, extract::ClientIp};
+use crate::services::DependencyError;
 use crate::telemetry;
 
 /// Serves `routes` as a Lambda function until the runtime stops it; metrics are flushed
@@ -48,7 +47,7 @@ pub async fn run(routes: fn() -> Router<AppState>) -> Result<(), lambda_http::Er
     telemetry::init();
     let metrics = telemetry::lambda_metrics()?;
     let config = Config::from_env()?;
-    let state = AppState::new(config).await?;
+    let state = crate::app::state(&config).await?;
     let app = function_app(routes(), state);
     // Boxed: the runtime's future is deeply nested, and `main`'s would inline all of it.
     Box::pin(metrics_cloudwatch_embedded::lambda::service::run_http(
@@ -121,16 +120,15 @@ fn function_name() -> &'static str {
     })
 }
 
-/// Runs the API Gateway Lambda authorizer until the runtime stops it: the state and the
-/// route rules (`AUTHORIZER_ROUTE_RULES`) are built once; each event is decided by
+/// Runs the API Gateway Lambda authorizer until the runtime stops it: the keys, the
+/// revocation mirror and the route rules (`AUTHORIZER_ROUTE_RULES`) are built once, and
+/// nothing else (no hasher, no mailer); each event is decided by
 /// [`crate::auth::authorizer::authorize_request`]. A revocation check that cannot be made
 /// fails the invocation (API Gateway answers 500; see the authorizer module for why).
 pub async fn run_authorizer() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let rules = RouteRules::from_config(&config)?;
-    let state = AppState::new(config).await?;
-    let authorizer = &Authorizer::new(&state, rules);
+    let authorizer = &crate::app::authorizer(&config).await?;
     let metrics = telemetry::lambda_metrics()?;
     // Boxed, handler and runtime: their futures nest deep enough to overflow the compiler's
     // layout query when `main` inlines them.
@@ -176,7 +174,8 @@ async fn caller_from_authorizer(
     };
     let caller = context.caller;
     match state
-        .revocations
+        .authenticator
+        .revocations()
         .check_parts(caller.user_id, caller.session_id, context.issued_at_ms)
         .await
     {
@@ -191,7 +190,7 @@ async fn caller_from_authorizer(
             tracing::info!(sub = %caller.user_id, "authorizer context revoked since issue");
             ApiError::Unauthorized.into_response()
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(DependencyError::from(e)).into_response(),
     }
 }
 

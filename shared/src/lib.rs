@@ -1,14 +1,23 @@
 //! user-service core: everything the local server and every Lambda function share.
 //!
-//! Read it top down: [`domain`] holds the validated value types, [`auth`] the password
-//! hashing, signing keys, tokens and revocation, [`db`] the Postgres storage, [`http`] one
-//! small router per endpoint plus the layers every route gets, and [`app`] wires them into
-//! a running service. A Lambda function's `main.rs` only calls [`lambda::run`].
+//! Read it by layer, each one using only the layers before it:
+//!
+//! 1. [`domain`]: the validated value types ([`config`] too is a leaf);
+//! 2. infrastructure: [`db`] (Postgres), [`redis_store`], [`auth`] (hashing, keys, tokens,
+//!    revocation), [`limits`], [`mail`], [`audit`], [`profiles`], [`secrets`] and friends;
+//! 3. [`services`]: the use cases, one method per account or session operation, each doing
+//!    the whole rule;
+//! 4. [`http`]: one small router per endpoint, the extractors, and the one mapping from
+//!    service errors to problem responses;
+//! 5. [`app`] wires them into a running service, [`lambda`] runs one endpoint as a Lambda
+//!    function (a function's `main.rs` only calls [`lambda::run`]), and `main.rs` is the
+//!    command line.
+//!
+//! The test `tests/api/structure.rs` fails when an import runs back up this list.
 
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod bootstrap;
 pub mod config;
 pub mod custom_resource;
 pub mod db;
@@ -22,8 +31,10 @@ pub mod profiles;
 pub mod redis_store;
 pub mod rotation;
 pub mod secrets;
+pub mod services;
 pub mod telemetry;
 pub mod tls;
 
-pub use app::{App, AppState, StartupError};
+pub use app::{App, StartupError};
 pub use config::Config;
+pub use http::AppState;

@@ -58,7 +58,6 @@ use aws_lc_rs::digest::{SHA256, digest};
 
 use crate::audit::AuditEvent;
 use crate::domain::Email;
-use crate::http::ApiError;
 use crate::redis_store::{Cache, CacheError};
 
 /// The per-IP window.
@@ -73,45 +72,7 @@ const PENDING_TTL: Duration = Duration::from_secs(60);
 /// `Retry-After` when an account is busy with as many verifications as it has attempts left.
 const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
-/// The limits (`RATE_LIMIT_*` and `LOCKOUT_*`); a limit or threshold of 0 turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitsConfig {
-    /// Login attempts per client IP per minute (`RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE`).
-    pub login_per_ip_per_minute: u32,
-    /// Registrations per client IP per minute (`RATE_LIMIT_REGISTER_PER_IP_PER_MINUTE`).
-    pub register_per_ip_per_minute: u32,
-    /// Forgot requests per client IP per minute (`RATE_LIMIT_FORGOT_PER_IP_PER_MINUTE`).
-    pub forgot_per_ip_per_minute: u32,
-    /// Reset requests per client IP per minute (`RATE_LIMIT_RESET_PER_IP_PER_MINUTE`).
-    pub reset_per_ip_per_minute: u32,
-    /// Forgot requests per email per hour that send an email
-    /// (`RATE_LIMIT_FORGOT_PER_EMAIL_PER_HOUR`).
-    pub forgot_per_email_per_hour: u32,
-    /// Failed logins within the window that lock the account (`LOCKOUT_THRESHOLD`).
-    pub lockout_threshold: u32,
-    /// The window failures are counted in (`LOCKOUT_WINDOW_SECONDS`).
-    pub lockout_window: Duration,
-    /// How long the first lockout lasts (`LOCKOUT_BASE_SECONDS`); each repeat doubles it.
-    pub lockout_base: Duration,
-    /// The longest lockout (`LOCKOUT_MAX_SECONDS`).
-    pub lockout_max: Duration,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            login_per_ip_per_minute: 30,
-            register_per_ip_per_minute: 20,
-            forgot_per_ip_per_minute: 10,
-            reset_per_ip_per_minute: 10,
-            forgot_per_email_per_hour: 3,
-            lockout_threshold: 5,
-            lockout_window: Duration::from_secs(15 * 60),
-            lockout_base: Duration::from_secs(60),
-            lockout_max: Duration::from_secs(3600),
-        }
-    }
-}
+pub use crate::config::LimitsConfig;
 
 /// The actions limited per client IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +214,20 @@ static LOGIN_ABANDONED: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Why a limited action may not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// The limit is reached; the client may try again after this many whole seconds.
+    #[error("rate limited; retry after {retry_after_secs} s")]
+    Limited {
+        /// At least 1.
+        retry_after_secs: u64,
+    },
+    /// The limit could not be checked and the action fails closed.
+    #[error(transparent)]
+    Unavailable(#[from] CacheError),
+}
+
 /// The abuse limits of one deployment. Cheap to clone.
 #[derive(Clone)]
 pub struct Limits {
@@ -299,9 +274,10 @@ impl Limits {
         self.window_hit(&key, limit, MINUTE).await
     }
 
-    /// [`Self::check_ip`] as a handler wants it: 429 (and an audit event) past the limit,
-    /// and the action's policy when Redis cannot be reached (503, or a warning and on).
-    pub async fn enforce_ip(&self, action: IpAction, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    /// [`Self::check_ip`] as a use case wants it: [`LimitError::Limited`] (and an audit
+    /// event) past the limit, and the action's policy when Redis cannot be reached
+    /// ([`LimitError::Unavailable`], or a warning and on).
+    pub async fn enforce_ip(&self, action: IpAction, ip: Option<IpAddr>) -> Result<(), LimitError> {
         match self.check_ip(action, ip).await {
             Ok(Verdict::Allowed) => Ok(()),
             Ok(Verdict::Limited { retry_after_secs }) => {
@@ -309,9 +285,9 @@ impl Limits {
                 AuditEvent::failure(action.audit_kind(), "rate_limited")
                     .ip(ip)
                     .log();
-                Err(ApiError::RateLimited { retry_after_secs })
+                Err(LimitError::Limited { retry_after_secs })
             }
-            Err(e) if action.fails_closed() => Err(e.into()),
+            Err(e) if action.fails_closed() => Err(LimitError::Unavailable(e)),
             Err(e) => {
                 tracing::warn!(
                     action = action.as_str(),
@@ -813,7 +789,10 @@ mod tests {
         assert!(l.login_begin(&email("a@example.com")).await.is_err());
         assert!(l.forgot_allowed(&email("a@example.com")).await.is_err());
         let login = l.enforce_ip(IpAction::Login, ip("192.0.2.1")).await;
-        assert!(matches!(login, Err(ApiError::Unavailable(_))), "{login:?}");
+        assert!(
+            matches!(login, Err(LimitError::Unavailable(_))),
+            "{login:?}"
+        );
         let register = l.enforce_ip(IpAction::Register, ip("192.0.2.1")).await;
         assert!(register.is_ok(), "register fails open: {register:?}");
     }

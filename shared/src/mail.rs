@@ -21,7 +21,6 @@
 //! pauses ([`RetryPolicy`]) and logs every failure and the outcome.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -38,42 +37,7 @@ use crate::domain::Email;
 /// How long one SMTP command may take before the attempt counts as failed.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where emails go (`MAIL_BACKEND`: `smtp`, `ses` or `log`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailBackend {
-    /// Written to the log, not sent (local development).
-    Log,
-    /// The SMTP server of `SMTP_URL`.
-    Smtp,
-    /// Amazon SES through its API.
-    Ses,
-}
-
-impl MailBackend {
-    /// The name `MAIL_BACKEND` uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Log => "log",
-            Self::Smtp => "smtp",
-            Self::Ses => "ses",
-        }
-    }
-}
-
-impl FromStr for MailBackend {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "log" => Ok(Self::Log),
-            "smtp" => Ok(Self::Smtp),
-            "ses" => Ok(Self::Ses),
-            other => Err(format!(
-                "unknown mail back end {other:?} (smtp, ses or log)"
-            )),
-        }
-    }
-}
+pub use crate::config::MailBackend;
 
 /// Why mail could not be configured or one delivery attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -367,7 +331,7 @@ impl Mailer {
                         backend,
                         attempt,
                         permanent = e.is_permanent(),
-                        error = %format!("{:#}", anyhow::Error::new(e)),
+                        error = %crate::telemetry::ErrorChain(&e),
                         "email not delivered; giving up"
                     );
                     return false;
@@ -379,7 +343,7 @@ impl Mailer {
                         backend,
                         attempt,
                         retry_in_ms = pause.as_millis() as u64,
-                        error = %format!("{:#}", anyhow::Error::new(e)),
+                        error = %crate::telemetry::ErrorChain(&e),
                         "email delivery failed; will retry"
                     );
                     tokio::time::sleep(pause).await;

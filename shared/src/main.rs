@@ -2,10 +2,9 @@
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use user_service::audit::AuditEvent;
 use user_service::domain::Role;
-use user_service::http::routes::create_account;
-use user_service::{App, AppState, Config, db, telemetry};
+use user_service::services::accounts::Creator;
+use user_service::{App, Config, db, telemetry};
 
 #[derive(Parser)]
 #[command(version, about = "User management service: local server and tools")]
@@ -64,15 +63,20 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             db::migrate(&connector).await?;
-            let state = AppState::new(config).await?;
-            let user = create_account(&state, &email, &password, name.as_deref(), Role::Admin)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            AuditEvent::success("admin_created_by_cli")
-                .user(user.id)
-                .record(&state.audit);
-            // The process ends next: store the event before it does.
+            let state = user_service::app::state(&config).await?;
+            let created = state
+                .accounts
+                .create(
+                    &email,
+                    &password,
+                    name.as_deref(),
+                    Role::Admin,
+                    Creator::CommandLine,
+                )
+                .await;
+            // The process ends next: store the audit event before it does.
             state.audit.flush().await;
+            let user = created.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created admin {} ({})", user.email, user.id);
         }
         Command::Serve => {

@@ -51,3 +51,40 @@ pub fn lambda_metrics()
         .with_lambda_request_id("RequestId")
         .init()
 }
+
+/// Formats an error with its whole `source()` chain, `outer: middle: root`: the one way
+/// every logged error is written (`error = %ErrorChain(&e)`), so no cause is lost and no
+/// two log lines spell a chain differently.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorChain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_names_every_cause() {
+        let e = Outer(std::io::Error::other("root cause"));
+        assert_eq!(ErrorChain(&e).to_string(), "outer: root cause");
+        let any = anyhow::Error::new(e).context("context");
+        assert_eq!(
+            ErrorChain(any.as_ref()).to_string(),
+            "context: outer: root cause"
+        );
+    }
+}

@@ -39,7 +39,7 @@ struct Authorizer {
 
 impl Authorizer {
     async fn of(app: &TestApp) -> Self {
-        let state = AppState::new(app.config.clone())
+        let state = user_service::app::state(&app.config)
             .await
             .expect("authorizer state from the app's configuration");
         let rules = RouteRules::from_config(&app.config).expect("route rules");
@@ -62,8 +62,8 @@ impl Authorizer {
         user_service::auth::authorizer::AuthorizerUnavailable,
     > {
         authorize_request(
-            &self.state.tokens,
-            &self.state.revocations,
+            self.state.authenticator.tokens(),
+            self.state.authenticator.revocations(),
             &self.rules,
             &parse_event(event),
         )

@@ -23,4 +23,5 @@ mod refresh;
 mod register;
 mod rotation;
 mod secrets_at_rest;
+mod structure;
 mod tokens;

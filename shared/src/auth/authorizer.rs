@@ -79,7 +79,6 @@ use super::revocation::Revocations;
 use super::rules::RouteRules;
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
-use crate::app::AppState;
 
 /// The authorizer result cache TTL this service recommends (see the module docs).
 pub const RECOMMENDED_CACHE_TTL_SECS: u64 = 5;
@@ -100,10 +99,10 @@ pub struct Authorizer {
 
 impl Authorizer {
     /// The authorizer of a deployment: its keys and revocation mirror, and `rules`.
-    pub fn new(state: &AppState, rules: RouteRules) -> Self {
+    pub fn new(tokens: AccessTokens, revocations: Revocations, rules: RouteRules) -> Self {
         Self {
-            tokens: state.tokens.clone(),
-            revocations: state.revocations.clone(),
+            tokens,
+            revocations,
             rules,
         }
     }
@@ -217,7 +216,7 @@ fn bearer_of_event(event: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<&str
         .as_ref()
         .and_then(|sources| sources.first())
         .and_then(|source| bearer_of(source))
-        .or_else(|| crate::http::extract::bearer_token(&event.headers))
+        .or_else(|| super::bearer_token(&event.headers))
 }
 
 /// `Bearer <token>` (scheme case-insensitive), as the `Authorization` header carries it.

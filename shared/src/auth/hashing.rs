@@ -21,7 +21,7 @@
 //!
 //! Never logs a password or a hash.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
@@ -61,7 +61,10 @@ pub enum Verification {
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
-    workers: Workers,
+    /// The hashing threads, started on the first hash: a function that never hashes (the
+    /// JWKS, health, most of the admin routes) never pays for them.
+    workers: Arc<OnceLock<Workers>>,
+    concurrency: usize,
     queue_timeout: Duration,
     /// A hash of a random password, verified when the email is unknown so that a login for
     /// an unknown account costs the same time as one for a known account.
@@ -82,10 +85,10 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| HashError::Internal(anyhow::anyhow!("argon2 parameters: {e}")))?;
-        let concurrency = concurrency.max(1);
         Ok(Self {
             params,
-            workers: Workers::start(concurrency)?,
+            workers: Arc::new(OnceLock::new()),
+            concurrency: concurrency.max(1),
             queue_timeout,
             dummy_hash: Arc::new(OnceCell::new()),
         })
@@ -191,6 +194,17 @@ impl PasswordHasher {
         self.verify(attempt, dummy).await.map(drop)
     }
 
+    /// The hashing threads, started now if this is the first hash.
+    fn workers(&self) -> Result<&Workers, HashError> {
+        if let Some(workers) = self.workers.get() {
+            return Ok(workers);
+        }
+        let started = Workers::start(self.concurrency)?;
+        // Two first hashes at once: one set of threads wins, the other's threads stop as soon
+        // as its sender is dropped here.
+        Ok(self.workers.get_or_init(|| started))
+    }
+
     /// Runs `work` on a hashing thread (with that thread's argon2 memory), or answers
     /// [`HashError::Busy`] if no thread could start it within the queue timeout.
     async fn run<T: Send + 'static>(
@@ -199,7 +213,7 @@ impl PasswordHasher {
     ) -> Result<T, HashError> {
         let start_by = Instant::now() + self.queue_timeout;
         let (done, result) = tokio::sync::oneshot::channel();
-        self.workers.submit(Box::new(move |memory| {
+        self.workers()?.submit(Box::new(move |memory| {
             // The receiver is gone only if the request was dropped: no one wants the answer.
             if done.is_closed() {
                 return;

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,17 +25,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
 
-/// The asymmetric algorithms a key may be for. HMAC is deliberately absent: a shared secret
-/// would let every verifier mint tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
-    /// ECDSA P-256 with SHA-256 (the default: small keys, fast).
-    Es256,
-    /// RSA PKCS#1 v1.5 with SHA-256, 2048-bit keys (slow to sign, widest support).
-    Rs256,
-    /// Ed25519 (fastest).
-    EdDsa,
-}
+pub use crate::config::KeyAlgorithm;
 
 impl KeyAlgorithm {
     /// The `alg` header value.
@@ -76,21 +65,6 @@ impl KeyAlgorithm {
             }
         };
         Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der)).into())
-    }
-}
-
-impl FromStr for KeyAlgorithm {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "ES256" => Ok(Self::Es256),
-            "RS256" => Ok(Self::Rs256),
-            "EdDSA" => Ok(Self::EdDsa),
-            other => Err(format!(
-                "{other:?} is not supported; use ES256, RS256 or EdDSA"
-            )),
-        }
     }
 }
 

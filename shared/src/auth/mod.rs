@@ -61,6 +61,50 @@ pub enum AuthError {
     Unavailable(#[source] anyhow::Error),
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// What turns a bearer token into an [`Authorized`] caller: the keys that verify it and
+/// the revocation mirror. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    tokens: AccessTokens,
+    revocations: Revocations,
+}
+
+impl Authenticator {
+    /// Verifies with `tokens`' keys and checks revocation in `revocations`.
+    pub fn new(tokens: AccessTokens, revocations: Revocations) -> Self {
+        Self {
+            tokens,
+            revocations,
+        }
+    }
+
+    /// See [`authorize`].
+    pub async fn authorize(&self, bearer: &str) -> Result<Authorized, AuthError> {
+        authorize(&self.tokens, &self.revocations, bearer).await
+    }
+
+    /// The access tokens (their keys also sign the cursors of paginated answers).
+    pub fn tokens(&self) -> &AccessTokens {
+        &self.tokens
+    }
+
+    /// The revocation mirror.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+}
+
 /// Verifies `bearer` (signature, key, algorithm, issuer, audience, expiry) and checks that
 /// neither its session nor its user's tokens were revoked since it was issued.
 pub async fn authorize(

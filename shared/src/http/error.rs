@@ -1,8 +1,10 @@
 //! The one error type of the HTTP layer, rendered as an RFC 9457 problem.
 //!
-//! Every handler returns `Result<_, ApiError>`. Internal causes (a Postgres error, a Redis
-//! timeout) are logged here with their whole `source()` chain and never sent to the client:
-//! the client gets a stable `code` and a generic `detail`.
+//! Every handler returns `Result<_, ApiError>`, and every service error becomes one here, in
+//! one place (`From<SessionError>`, `From<AccountError>`, `From<DependencyError>`). Internal
+//! causes (a Postgres error, a Redis timeout) are logged here with their whole `source()`
+//! chain and never sent to the client: the client gets a stable `code` and a generic
+//! `detail`.
 
 use std::fmt;
 
@@ -10,12 +12,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::auth::hashing::HashError;
-use crate::auth::revocation::RevocationError;
-use crate::db::DbError;
-use crate::db::admin::AdminChangeError;
 use crate::domain::{EmailError, PasswordError, UserNameError};
-use crate::redis_store::CacheError;
+use crate::services::{AccountError, DependencyError, SessionError};
+use crate::telemetry::ErrorChain;
 
 /// A rule one request field broke.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -235,62 +234,49 @@ impl From<UserNameError> for ApiError {
     }
 }
 
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
+impl From<DependencyError> for ApiError {
+    fn from(e: DependencyError) -> Self {
         match e {
-            DbError::Unavailable(cause) => ApiError::Unavailable(cause),
-            DbError::EmailTaken => ApiError::EmailTaken,
-            DbError::Query(cause) => ApiError::Internal(cause),
+            DependencyError::Unavailable(cause) => ApiError::Unavailable(cause),
+            DependencyError::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }
 
-impl From<crate::auth::keys::KeysUnavailable> for ApiError {
-    fn from(e: crate::auth::keys::KeysUnavailable) -> Self {
-        ApiError::Unavailable(e.into())
-    }
-}
-
-impl From<crate::auth::tokens::IssueError> for ApiError {
-    fn from(e: crate::auth::tokens::IssueError) -> Self {
-        use crate::auth::tokens::IssueError;
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
         match e {
-            IssueError::Unavailable(e) => e.into(),
-            IssueError::Signing(_) => ApiError::Internal(e.into()),
+            SessionError::InvalidEmail(e) => e.into(),
+            SessionError::InvalidCredentials => ApiError::InvalidCredentials,
+            SessionError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            SessionError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            SessionError::Dependency(e) => e.into(),
         }
     }
 }
 
-impl From<CacheError> for ApiError {
-    fn from(e: CacheError) -> Self {
-        ApiError::Unavailable(e.into())
-    }
-}
-
-impl From<RevocationError> for ApiError {
-    fn from(e: RevocationError) -> Self {
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
         match e {
-            RevocationError::Cache(e) => e.into(),
-            RevocationError::Db(e) => e.into(),
-        }
-    }
-}
-
-impl From<AdminChangeError> for ApiError {
-    fn from(e: AdminChangeError) -> Self {
-        match e {
-            AdminChangeError::NotFound => ApiError::NotFound,
-            AdminChangeError::LastAdmin => ApiError::LastAdmin,
-            AdminChangeError::Db(e) => e.into(),
-        }
-    }
-}
-
-impl From<HashError> for ApiError {
-    fn from(e: HashError) -> Self {
-        match e {
-            HashError::Busy => ApiError::Unavailable(e.into()),
-            HashError::Internal(_) => ApiError::Internal(e.into()),
+            AccountError::InvalidEmail(e) => e.into(),
+            AccountError::WeakPassword(e) => e.into(),
+            AccountError::InvalidName(e) => e.into(),
+            AccountError::EmailTaken => ApiError::EmailTaken,
+            AccountError::LastAdmin => ApiError::LastAdmin,
+            AccountError::NotFound => ApiError::NotFound,
+            // The token named a user deleted since it was checked: as good as revoked.
+            AccountError::CallerGone => ApiError::Unauthorized,
+            AccountError::WrongCurrentPassword => ApiError::WrongCurrentPassword,
+            AccountError::InvalidToken => ApiError::InvalidToken,
+            AccountError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            AccountError::AdminExists => {
+                ApiError::Internal(anyhow::anyhow!("AdminExists outside the bootstrap"))
+            }
+            AccountError::Dependency(e) => e.into(),
         }
     }
 }
@@ -352,10 +338,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             Self::Unavailable(cause) => {
-                tracing::warn!(code = self.code(), error = %ErrorChain(cause), "dependency unavailable");
+                tracing::warn!(code = self.code(), error = %ErrorChain(cause.as_ref()), "dependency unavailable");
             }
             Self::Internal(cause) => {
-                tracing::error!(code = self.code(), error = %ErrorChain(cause), "internal error");
+                tracing::error!(code = self.code(), error = %ErrorChain(cause.as_ref()), "internal error");
             }
             Self::RateLimited { .. } => {
                 crate::telemetry::count(crate::telemetry::metric::RATE_LIMITED)
@@ -387,15 +373,6 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
-    }
-}
-
-/// Formats an error with its whole `source()` chain: `outer: middle: root`.
-pub struct ErrorChain<'a>(pub &'a anyhow::Error);
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.0)
     }
 }
 

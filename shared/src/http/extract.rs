@@ -8,10 +8,13 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use axum::extract::FromRef;
 
 use super::ApiError;
-use crate::app::AppState;
-use crate::auth::{self, AuthError, Authorized, Caller};
+use super::state::ClientIpSource;
+use crate::auth::{AuthError, Authenticator, Authorized, Caller};
 
 /// A JSON body, strictly: `application/json` (or `+json`) content type or 415, over 64 KiB
 /// 413, and anything serde refuses (syntax, unknown field, wrong type, missing field) 400
@@ -99,6 +102,15 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// Tells a field that is present (even as `null`) from one that is absent.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// The authenticated caller: a valid, unrevoked bearer token, or 401.
 ///
 /// Behind API Gateway the Lambda authorizer has run [`auth::authorize`] already and the
@@ -109,15 +121,19 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// revocation check (for `GET /me`).
 pub type Authenticated = Authorized;
 
-impl FromRequestParts<AppState> for Authorized {
+impl<S> FromRequestParts<S> for Authorized
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         if let Some(authorized) = parts.extensions.get::<Authorized>() {
             return Ok(*authorized);
         }
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        match auth::authorize(&state.tokens, &state.revocations, token).await {
+        match Authenticator::from_ref(state).authorize(token).await {
             Ok(authorized) => Ok(authorized),
             Err(AuthError::Unauthorized(_)) => Err(ApiError::Unauthorized),
             Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
@@ -130,10 +146,14 @@ impl FromRequestParts<AppState> for Authorized {
 #[derive(Debug, Clone, Copy)]
 pub struct AdminCaller(pub Caller);
 
-impl FromRequestParts<AppState> for AdminCaller {
+impl<S> FromRequestParts<S> for AdminCaller
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Authenticated { caller, .. } = Authenticated::from_request_parts(parts, state).await?;
         if caller.role == crate::domain::Role::Admin {
             Ok(AdminCaller(caller))
@@ -143,13 +163,7 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
+pub use crate::auth::bearer_token;
 
 /// The client's IP: the TCP peer, or with `TRUST_FORWARDED_FOR` the last address in
 /// `X-Forwarded-For` (the one our trusted proxy appended; earlier ones are the client's
@@ -157,17 +171,18 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl<S> FromRequestParts<S> for ClientIp
+where
+    ClientIpSource: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(ip) = parts.extensions.get::<ClientIp>() {
             return Ok(*ip);
         }
-        if state.config.trust_forwarded_for {
+        if ClientIpSource::from_ref(state).trust_forwarded_for {
             let forwarded = parts
                 .headers
                 .get_all("x-forwarded-for")

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod state;
 
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use tracing::Instrument as _;
 
 pub use error::ApiError;
 
-use crate::app::AppState;
+pub use state::AppState;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -117,7 +117,7 @@ pub const OPENAPI_JSON: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
 
 /// This endpoint's router (both routes).
-pub fn router() -> axum::Router<crate::app::AppState> {
+pub fn router() -> axum::Router<crate::http::state::AppState> {
     axum::Router::new()
         .route(OPENAPI_JSON, axum::routing::get(openapi_json))
         .route(DOCS, axum::routing::get(docs))

@@ -1,5 +1,5 @@
 //! `PUT /v1/users/me/password`: change the caller's password. Every *other* session ends;
-//! the one that made the change keeps working.
+//! the one that made the change keeps working ([`Accounts::change_password`]).
 
 use axum::Router;
 use axum::extract::State;
@@ -8,13 +8,10 @@ use axum::routing::put;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::audit::AuditEvent;
-use crate::auth::hashing::Verification;
-use crate::db::sessions::RevokeReason;
-use crate::domain::{NewPassword, PasswordAttempt, UserName};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, ClientIp};
+use crate::http::state::AppState;
+use crate::services::Accounts;
 
 /// The route.
 pub const PATH: &str = "/v1/users/me/password";
@@ -52,51 +49,18 @@ struct ChangePasswordRequest {
 )]
 #[tracing::instrument(name = "change_password", skip_all)]
 async fn change_password(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     Authenticated { caller, .. }: Authenticated,
     ip: ClientIp,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let record = state
-        .db
-        .user_by_id(caller.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let current = PasswordAttempt::new(body.current_password.expose_secret());
-    if state.hasher.verify(&current, &record.password_hash).await? == Verification::Mismatch {
-        AuditEvent::failure("password_change", "wrong_current_password")
-            .user(caller.user_id)
-            .session(caller.session_id)
-            .ip(ip.0)
-            .record(&state.audit);
-        return Err(ApiError::WrongCurrentPassword);
-    }
-    let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
-    let new_password = NewPassword::parse(
-        body.new_password.expose_secret(),
-        &record.user.email,
-        &hints,
-    )?;
-    let new_hash = state.hasher.hash(&new_password).await?;
-    // Other sessions end before the new hash is stored: if that fails, nothing changed.
-    let ended = state
-        .revocations
-        .end_sessions(
-            caller.user_id,
-            Some(caller.session_id),
-            RevokeReason::PasswordChange,
+    accounts
+        .change_password(
+            caller,
+            body.current_password.expose_secret(),
+            body.new_password.expose_secret(),
+            ip.0,
         )
         .await?;
-    state
-        .db
-        .set_password_hash(caller.user_id, &new_hash, None)
-        .await?;
-    state.profiles.changed(caller.user_id).await;
-    tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
-    AuditEvent::success("password_change")
-        .user(caller.user_id)
-        .session(caller.session_id)
-        .ip(ip.0)
-        .record(&state.audit);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,10 +4,11 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::app::AppState;
 use crate::domain::User;
 use crate::http::ApiError;
 use crate::http::extract::Authenticated;
+use crate::http::state::AppState;
+use crate::services::Accounts;
 
 /// The route (shared with `PATCH`, served by [`super::update_me`]).
 pub const PATH: &str = "/v1/users/me";
@@ -30,15 +31,8 @@ pub fn router() -> Router<AppState> {
     )
 )]
 async fn get_me(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     Authenticated { caller, profile }: Authenticated,
 ) -> Result<Json<User>, ApiError> {
-    // The token outlived its user only if the user was deleted between the revocation check
-    // and here; that is the same answer a revoked token gets.
-    let user = state
-        .profiles
-        .get(caller.user_id, profile)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    Ok(Json(user))
+    Ok(Json(accounts.own_profile(caller, profile).await?))
 }

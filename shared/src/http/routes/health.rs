@@ -6,8 +6,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::http::ApiError;
+use crate::http::state::{AppState, Readiness};
+use crate::services::DependencyError;
 
 /// Liveness route.
 pub const HEALTHZ: &str = "/healthz";
@@ -44,14 +45,14 @@ async fn healthz() -> Json<Value> {
             body = crate::http::error::Problem, content_type = "application/problem+json"),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (db, cache) = tokio::join!(state.db.ping(), state.cache.ping());
+async fn readyz(State(readiness): State<Readiness>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (db, cache) = tokio::join!(readiness.db.ping(), readiness.cache.ping());
     match (db, cache) {
         (Ok(()), Ok(())) => Ok((
             StatusCode::OK,
             Json(json!({ "status": "ready", "postgres": "ok", "redis": "ok" })),
         )),
-        (Err(e), _) => Err(e.into()),
-        (_, Err(e)) => Err(e.into()),
+        (Err(e), _) => Err(DependencyError::from(e).into()),
+        (_, Err(e)) => Err(DependencyError::from(e).into()),
     }
 }

@@ -6,8 +6,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::app::AppState;
+use crate::auth::Authenticator;
 use crate::http::ApiError;
+use crate::http::state::AppState;
+use crate::services::DependencyError;
 
 /// The route.
 pub const PATH: &str = "/.well-known/jwks.json";
@@ -27,8 +29,12 @@ pub fn router() -> Router<AppState> {
         (status = 503, description = "The signing keys cannot be read (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
     )
 )]
-async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let keys = state.tokens.keys().await?;
+async fn jwks(State(authenticator): State<Authenticator>) -> Result<impl IntoResponse, ApiError> {
+    let keys = authenticator
+        .tokens()
+        .keys()
+        .await
+        .map_err(DependencyError::from)?;
     Ok((
         // Verifiers may cache it briefly; a rotation publishes the new key before using it.
         [(header::CACHE_CONTROL, "public, max-age=300")],

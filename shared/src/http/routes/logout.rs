@@ -1,5 +1,6 @@
 //! `POST /v1/auth/logout`: end this session (or, with `all`, every session of the user).
-//! The access token and the refresh token stop working at once, on every instance.
+//! The access token and the refresh token stop working at once, on every instance
+//! ([`Sessions::logout`]).
 
 use axum::Router;
 use axum::extract::State;
@@ -7,11 +8,10 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::audit::AuditEvent;
-use crate::db::sessions::RevokeReason;
 use crate::http::ApiError;
 use crate::http::extract::{Authenticated, ClientIp, OptionalJson};
+use crate::http::state::AppState;
+use crate::services::Sessions;
 
 /// The route.
 pub const PATH: &str = "/v1/auth/logout";
@@ -46,28 +46,12 @@ struct LogoutRequest {
 )]
 #[tracing::instrument(name = "logout", skip_all)]
 async fn logout(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
     Authenticated { caller, .. }: Authenticated,
     ip: ClientIp,
     OptionalJson(body): OptionalJson<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
     let all = body.unwrap_or_default().all;
-    let event = AuditEvent::success("logout")
-        .user(caller.user_id)
-        .session(caller.session_id)
-        .ip(ip.0);
-    if all {
-        state
-            .revocations
-            .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
-            .await?;
-        event.reason("all_sessions").record(&state.audit);
-    } else {
-        state
-            .revocations
-            .end_session(caller.user_id, caller.session_id, RevokeReason::Logout)
-            .await?;
-        event.record(&state.audit);
-    }
+    sessions.logout(caller, all, ip.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

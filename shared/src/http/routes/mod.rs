@@ -17,12 +17,10 @@ pub mod update_me;
 use axum::Router;
 use serde::Serialize;
 
-use super::{ApiError, openapi};
-use crate::app::AppState;
-use crate::auth::opaque::OpaqueToken;
-use crate::db::sessions::IssuedSession;
-use crate::db::users::NewUser;
-use crate::domain::{Email, NewPassword, Role, User, UserName};
+use super::openapi;
+use super::state::AppState;
+use crate::domain::User;
+use crate::services::sessions::IssuedTokens;
 
 /// Who may call an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,67 +108,20 @@ pub struct TokenPair {
     user: User,
 }
 
-impl TokenPair {
-    /// Signs an access token for `user` in `session` and pairs it with `refresh`.
-    pub async fn issue(
-        state: &AppState,
-        user: User,
-        session: &IssuedSession,
-        refresh: &OpaqueToken,
-    ) -> Result<Self, ApiError> {
-        let access = state
-            .tokens
-            .issue_with_id(
-                user.id,
-                user.role,
-                session.session_id,
-                session.access_token_id,
-            )
-            .await?;
-        crate::telemetry::count(crate::telemetry::metric::TOKENS_ISSUED);
-        let refresh_expires_in = (session.refresh_expires_at - chrono::Utc::now())
+impl From<IssuedTokens> for TokenPair {
+    fn from(issued: IssuedTokens) -> Self {
+        let refresh_expires_in = (issued.refresh_expires_at - chrono::Utc::now())
             .num_seconds()
             .max(0) as u64;
-        Ok(Self {
-            expires_in: access.expires_in(),
-            access_token: access.token,
+        Self {
+            expires_in: issued.access.expires_in(),
+            access_token: issued.access.token,
             token_type: "Bearer",
-            refresh_token: refresh.expose().to_owned(),
+            refresh_token: issued.refresh.expose().to_owned(),
             refresh_expires_in,
-            user,
-        })
+            user: issued.user,
+        }
     }
-}
-
-/// A fresh refresh token, or 500 if the system has no randomness.
-fn new_refresh_token() -> Result<OpaqueToken, ApiError> {
-    OpaqueToken::generate().map_err(|_| ApiError::Internal(anyhow::anyhow!("CSPRNG failed")))
-}
-
-/// Validates and stores a new account: what registration and admin creation share.
-/// Checks run in the contract's order: email, name, then the password policy (which needs
-/// both), and only then the expensive hash.
-pub async fn create_account(
-    state: &AppState,
-    email: &str,
-    password: &str,
-    name: Option<&str>,
-    role: Role,
-) -> Result<User, ApiError> {
-    let email = Email::parse(email)?;
-    let name = name.map(UserName::parse).transpose()?;
-    let hints: Vec<&str> = name.iter().map(UserName::as_str).collect();
-    let password = NewPassword::parse(password, &email, &hints)?;
-    let password_hash = state.hasher.hash(&password).await?;
-    Ok(state
-        .db
-        .insert_user(NewUser {
-            email: &email,
-            name: name.as_ref(),
-            password_hash: &password_hash,
-            role,
-        })
-        .await?)
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
-//! `POST /v1/auth/refresh`: spend a refresh token for a new token pair (rotation).
-//!
-//! Presenting a spent token again means two parties hold it, one of them a thief: the whole
-//! session is revoked, including the newest refresh token and the access tokens.
+//! `POST /v1/auth/refresh`: spend a refresh token for a new token pair (rotation). Reuse
+//! detection lives in [`Sessions::refresh`].
 
 use axum::extract::State;
 use axum::routing::post;
@@ -9,14 +7,11 @@ use axum::{Json, Router};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use super::{TokenPair, new_refresh_token};
-use crate::app::AppState;
-use crate::audit::AuditEvent;
-use crate::auth::opaque;
-use crate::db::sessions::{RevokeReason, Rotation};
+use super::TokenPair;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
-use crate::telemetry::{self, metric};
+use crate::http::state::AppState;
+use crate::services::Sessions;
 
 /// The route.
 pub const PATH: &str = "/v1/auth/refresh";
@@ -50,55 +45,12 @@ struct RefreshRequest {
 )]
 #[tracing::instrument(name = "refresh", skip_all)]
 async fn refresh(
-    State(state): State<AppState>,
+    State(sessions): State<Sessions>,
     ip: ClientIp,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let presented = opaque::hash(body.refresh_token.expose_secret());
-    // Keys before the rotation: a token spent without a new pair to show for it would make
-    // the client's retry look like reuse and end its session.
-    state.tokens.keys().await?;
-    let replacement = new_refresh_token()?;
-    let rotation = state
-        .db
-        .rotate_refresh_token(
-            &presented,
-            replacement.hash(),
-            state.config.refresh_token_ttl,
-        )
+    let issued = sessions
+        .refresh(body.refresh_token.expose_secret(), ip.0)
         .await?;
-    match rotation {
-        Rotation::Rotated { session, user } => {
-            let user_id = user.user.id;
-            let pair = TokenPair::issue(&state, user.user, &session, &replacement).await?;
-            AuditEvent::success("refresh")
-                .user(user_id)
-                .session(session.session_id)
-                .ip(ip.0)
-                .record(&state.audit);
-            Ok(Json(pair))
-        }
-        Rotation::Reused {
-            session_id,
-            user_id,
-        } => {
-            state
-                .revocations
-                .end_session(user_id, session_id, RevokeReason::RefreshReuse)
-                .await?;
-            telemetry::count(metric::REFRESH_REUSE);
-            AuditEvent::failure("refresh", "reuse_detected")
-                .user(user_id)
-                .session(session_id)
-                .ip(ip.0)
-                .record(&state.audit);
-            Err(ApiError::InvalidRefreshToken)
-        }
-        Rotation::Invalid => {
-            AuditEvent::failure("refresh", "invalid")
-                .ip(ip.0)
-                .record(&state.audit);
-            Err(ApiError::InvalidRefreshToken)
-        }
-    }
+    Ok(Json(issued.into()))
 }

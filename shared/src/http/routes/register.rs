@@ -1,7 +1,6 @@
-//! `POST /v1/auth/register`: create an account.
-//!
-//! Limited per client IP (`RATE_LIMIT_REGISTER_PER_IP_PER_MINUTE`, 429 past it). When Redis
-//! cannot be reached the limit fails open (see [`crate::limits`] for why).
+//! `POST /v1/auth/register`: create an account ([`Accounts::create`] as a registration:
+//! limited per client IP, `RATE_LIMIT_REGISTER_PER_IP_PER_MINUTE`, 429 past it; when Redis
+//! cannot be reached the limit fails open, see [`crate::limits`] for why).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,13 +9,12 @@ use axum::{Json, Router};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::audit::AuditEvent;
 use crate::domain::{Role, User};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
-use crate::http::routes::create_account;
-use crate::limits::IpAction;
+use crate::http::state::AppState;
+use crate::services::Accounts;
+use crate::services::accounts::Creator;
 
 /// The route.
 pub const PATH: &str = "/v1/auth/register";
@@ -57,22 +55,18 @@ struct RegisterRequest {
 )]
 #[tracing::instrument(name = "register", skip_all)]
 async fn register(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     ip: ClientIp,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    state.limits.enforce_ip(IpAction::Register, ip.0).await?;
-    let user = create_account(
-        &state,
-        &body.email,
-        body.password.expose_secret(),
-        body.name.as_deref(),
-        Role::User,
-    )
-    .await?;
-    AuditEvent::success("user_registered")
-        .user(user.id)
-        .ip(ip.0)
-        .record(&state.audit);
+    let user = accounts
+        .create(
+            &body.email,
+            body.password.expose_secret(),
+            body.name.as_deref(),
+            Role::User,
+            Creator::Registration { ip: ip.0 },
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }

@@ -4,14 +4,14 @@
 use axum::extract::State;
 use axum::routing::patch;
 use axum::{Json, Router};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::audit::AuditEvent;
-use crate::db::users::ProfileChange;
-use crate::domain::{Email, User, UserName, UserNameError};
+use crate::domain::User;
 use crate::http::ApiError;
-use crate::http::extract::{ApiJson, Authenticated, ClientIp};
+use crate::http::extract::{ApiJson, Authenticated, ClientIp, present};
+use crate::http::state::AppState;
+use crate::services::Accounts;
+use crate::services::accounts::ProfileUpdate;
 
 /// The route.
 pub const PATH: &str = super::get_me::PATH;
@@ -30,23 +30,6 @@ struct UpdateMeRequest {
     name: Option<Option<String>>,
     #[serde(default)]
     email: Option<String>,
-}
-
-/// Tells a field that is present (even as `null`) from one that is absent.
-pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// Validates a name change: absent (leave it), `null` (remove it) or a new name.
-pub(crate) fn name_change(
-    raw: Option<Option<String>>,
-) -> Result<Option<Option<UserName>>, UserNameError> {
-    raw.map(|name| name.as_deref().map(UserName::parse).transpose())
-        .transpose()
 }
 
 #[utoipa::path(
@@ -68,32 +51,14 @@ pub(crate) fn name_change(
 )]
 #[tracing::instrument(name = "update_me", skip_all)]
 async fn update_me(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     Authenticated { caller, .. }: Authenticated,
     ip: ClientIp,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<Json<User>, ApiError> {
-    let email = body.email.as_deref().map(Email::parse).transpose()?;
-    let name = name_change(body.name)?;
-    let change = ProfileChange {
-        email: email.as_ref(),
-        name: name.as_ref().map(Option::as_ref),
+    let update = ProfileUpdate {
+        email: body.email,
+        name: body.name,
     };
-    let user = state
-        .db
-        .update_profile(caller.user_id, change)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    state.profiles.changed(caller.user_id).await;
-    AuditEvent::success("profile_updated")
-        .user(caller.user_id)
-        .session(caller.session_id)
-        .ip(ip.0)
-        .reason(if email.is_some() {
-            "email_changed"
-        } else {
-            "name_changed"
-        })
-        .record(&state.audit);
-    Ok(Json(user))
+    Ok(Json(accounts.update_profile(caller, update, ip.0).await?))
 }

@@ -9,12 +9,12 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::USERS;
-use crate::app::AppState;
-use crate::audit::AuditEvent;
 use crate::domain::{Role, User};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ClientIp};
-use crate::http::routes::create_account;
+use crate::http::state::AppState;
+use crate::services::Accounts;
+use crate::services::accounts::Creator;
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -56,29 +56,23 @@ struct CreateUserRequest {
 )]
 #[tracing::instrument(name = "admin_create_user", skip_all)]
 async fn create_user(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     AdminCaller(admin): AdminCaller,
     ip: ClientIp,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let role = body.role.unwrap_or(Role::User);
-    let user = create_account(
-        &state,
-        &body.email,
-        body.password.expose_secret(),
-        body.name.as_deref(),
-        role,
-    )
-    .await?;
-    AuditEvent::success("admin_user_created")
-        .actor(admin.user_id)
-        .user(user.id)
-        .ip(ip.0)
-        .reason(if role == Role::Admin {
-            "role=admin"
-        } else {
-            "role=user"
-        })
-        .record(&state.audit);
+    let by = Creator::Admin {
+        admin_id: admin.user_id,
+        ip: ip.0,
+    };
+    let user = accounts
+        .create(
+            &body.email,
+            body.password.expose_secret(),
+            body.name.as_deref(),
+            body.role.unwrap_or(Role::User),
+            by,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }

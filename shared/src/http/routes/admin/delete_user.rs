@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use axum::routing::delete;
 
 use super::{USER, user_id};
-use crate::app::AppState;
-use crate::audit::AuditEvent;
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ClientIp};
+use crate::http::state::AppState;
+use crate::services::Accounts;
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -35,20 +35,11 @@ pub fn router() -> Router<AppState> {
 )]
 #[tracing::instrument(name = "admin_delete_user", skip_all)]
 async fn delete_user(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     AdminCaller(admin): AdminCaller,
     ip: ClientIp,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = user_id(&id)?;
-    let revocations = &state.revocations;
-    let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
-    state.db.delete_user(id, mark).await?;
-    state.profiles.changed(id).await;
-    AuditEvent::success("admin_user_deleted")
-        .actor(admin.user_id)
-        .user(id)
-        .ip(ip.0)
-        .record(&state.audit);
+    accounts.admin_delete(admin, user_id(&id)?, ip.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,10 +5,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::{USER, user_id};
-use crate::app::AppState;
 use crate::domain::User;
 use crate::http::ApiError;
 use crate::http::extract::AdminCaller;
+use crate::http::state::AppState;
+use crate::services::Accounts;
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -31,14 +32,9 @@ pub fn router() -> Router<AppState> {
     )
 )]
 async fn get_user(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     AdminCaller(_admin): AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<User>, ApiError> {
-    let record = state
-        .db
-        .user_by_id(user_id(&id)?)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(record.user))
+    Ok(Json(accounts.get(user_id(&id)?).await?))
 }

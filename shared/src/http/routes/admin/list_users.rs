@@ -10,12 +10,14 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::USERS;
-use crate::app::AppState;
+use crate::auth::Authenticator;
 use crate::db::PagePosition;
 use crate::db::admin::UserFilter;
 use crate::domain::{Role, User};
 use crate::http::extract::AdminCaller;
+use crate::http::state::AppState;
 use crate::http::{ApiError, cursor};
+use crate::services::{Accounts, DependencyError};
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -49,7 +51,8 @@ pub(crate) struct UserPage {
     )
 )]
 async fn list_users(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
+    State(authenticator): State<Authenticator>,
     AdminCaller(_admin): AdminCaller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<UserPage>, ApiError> {
@@ -67,17 +70,18 @@ async fn list_users(
         email.as_deref().unwrap_or_default(),
         role.map(Role::as_str).unwrap_or_default()
     );
-    let keys = state.tokens.keys().await?;
+    let keys = authenticator
+        .tokens()
+        .keys()
+        .await
+        .map_err(DependencyError::from)?;
     let after = cursor::position_after(&keys, params.get("cursor"), &fingerprint)?;
     let filter = UserFilter {
         email_contains: email.as_deref(),
         role,
     };
     // One more than asked tells whether another page exists.
-    let mut users = state
-        .db
-        .list_users(&filter, after, limit as i64 + 1)
-        .await?;
+    let mut users = accounts.list(&filter, after, limit as i64 + 1).await?;
     let more = users.len() > limit;
     users.truncate(limit);
     let last = users.last().map(|u| PagePosition {

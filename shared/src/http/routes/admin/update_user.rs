@@ -10,13 +10,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{USER, user_id};
-use crate::app::AppState;
-use crate::audit::AuditEvent;
-use crate::db::admin::AdminChange;
-use crate::domain::{Email, Role, User};
+use crate::domain::{Role, User};
 use crate::http::ApiError;
-use crate::http::extract::{AdminCaller, ApiJson, ClientIp};
-use crate::http::routes::update_me::{name_change, present};
+use crate::http::extract::{AdminCaller, ApiJson, ClientIp, present};
+use crate::http::state::AppState;
+use crate::services::Accounts;
+use crate::services::accounts::UserUpdate;
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -59,48 +58,21 @@ struct UpdateUserRequest {
 )]
 #[tracing::instrument(name = "admin_update_user", skip_all)]
 async fn update_user(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     AdminCaller(admin): AdminCaller,
     ip: ClientIp,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<User>, ApiError> {
-    let id = user_id(&id)?;
-    let email = body.email.as_deref().map(Email::parse).transpose()?;
-    let name = name_change(body.name)?;
-    let change = AdminChange {
-        email: email.as_ref(),
-        name: name.as_ref().map(Option::as_ref),
+    let update = UserUpdate {
+        email: body.email,
+        name: body.name,
         role: body.role,
         disabled: body.disabled,
     };
-    let revocations = &state.revocations;
-    let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
-    let (user, effects) = state.db.change_user(id, change, mark).await?;
-    state.profiles.changed(id).await;
-    let mut changed = Vec::new();
-    for (field, is_set) in [
-        ("email", body.email.is_some()),
-        ("name", name.is_some()),
-        ("role", body.role.is_some()),
-        ("disabled", body.disabled.is_some()),
-    ] {
-        if is_set {
-            changed.push(field);
-        }
-    }
-    AuditEvent::success("admin_user_updated")
-        .actor(admin.user_id)
-        .user(user.id)
-        .ip(ip.0)
-        .changes(changed.join(","))
-        .reason(if effects.sessions_ended {
-            "sessions_ended"
-        } else if effects.access_tokens_cut_off {
-            "access_tokens_cut_off"
-        } else {
-            "profile_only"
-        })
-        .record(&state.audit);
-    Ok(Json(user))
+    Ok(Json(
+        accounts
+            .admin_update(admin, user_id(&id)?, update, ip.0)
+            .await?,
+    ))
 }

@@ -11,10 +11,12 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::{USER_AUDIT, user_id};
-use crate::app::AppState;
-use crate::audit::{AuditStoreError, PagePosition, StoredEvent};
+use crate::audit::{PagePosition, StoredEvent};
+use crate::auth::Authenticator;
 use crate::http::extract::AdminCaller;
+use crate::http::state::AppState;
 use crate::http::{ApiError, cursor};
+use crate::services::{Accounts, DependencyError};
 
 /// This endpoint's router.
 pub fn router() -> Router<AppState> {
@@ -28,15 +30,6 @@ pub(crate) struct AuditEventPage {
     /// Pass as `cursor` for the next (older) page; null on the last page.
     #[schema(required = true)]
     next_cursor: Option<String>,
-}
-
-impl From<AuditStoreError> for ApiError {
-    fn from(e: AuditStoreError) -> Self {
-        match e {
-            AuditStoreError::Db(e) => e.into(),
-            AuditStoreError::DynamoDb(cause) => ApiError::Unavailable(cause),
-        }
-    }
 }
 
 #[utoipa::path(
@@ -61,7 +54,8 @@ impl From<AuditStoreError> for ApiError {
     )
 )]
 async fn user_audit(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
+    State(authenticator): State<Authenticator>,
     AdminCaller(_admin): AdminCaller,
     Path(id): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -71,13 +65,13 @@ async fn user_audit(
     let limit = cursor::page_limit(params.get("limit"))?;
     // The cursor is bound to the user it was issued for.
     let fingerprint = format!("audit:{id}");
-    let keys = state.tokens.keys().await?;
+    let keys = authenticator
+        .tokens()
+        .keys()
+        .await
+        .map_err(DependencyError::from)?;
     let after = cursor::position_after(&keys, params.get("cursor"), &fingerprint)?;
-    // A deleted user's trail is still there, but the user is not: 404 like get_user.
-    if state.db.user_by_id(id).await?.is_none() {
-        return Err(ApiError::NotFound);
-    }
-    let page = state.audit.store().page(id, after, limit).await?;
+    let page = accounts.audit_trail(id, after, limit).await?;
     let last = page
         .events
         .last()

@@ -1,0 +1,479 @@
+//! Account use cases: create (registration, an admin, the command line, the bootstrap
+//! admin), read, update the profile, change the password, an admin's change and delete, and
+//! (in [`reset`]) the password-reset flow.
+//!
+//! Every method that writes a user's row does, in one place, what must follow every such
+//! write: the revocation markers before the commit (through [`Revocations`] or the `mark`
+//! step of the admin writes), the new profile version after it ([`Profiles::changed`]) and
+//! the audit event.
+
+mod reset;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::{DependencyError, dependency_errors};
+use crate::audit::{AuditEvent, AuditPage, AuditSink, PagePosition as AuditPosition};
+use crate::auth::Caller;
+use crate::auth::hashing::{PasswordHasher, Verification};
+use crate::auth::revocation::Revocations;
+use crate::db::admin::{AdminChange, AdminChangeError, UserFilter};
+use crate::db::sessions::RevokeReason;
+use crate::db::users::{NewUser, ProfileChange};
+use crate::db::{Db, DbError, PagePosition};
+use crate::domain::{
+    Email, EmailError, NewPassword, PasswordAttempt, PasswordError, Role, User, UserName,
+    UserNameError,
+};
+use crate::limits::{IpAction, LimitError, Limits};
+use crate::mail::Mailer;
+use crate::profiles::{ProfileVersion, Profiles};
+
+/// What the account flows need to know of the deployment.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// Base of links in emails (`PUBLIC_BASE_URL`).
+    pub public_base_url: String,
+    /// Lifetime of a password-reset token (`PASSWORD_RESET_TTL_SECONDS`).
+    pub password_reset_ttl: Duration,
+}
+
+/// Why an account operation did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The email fails the syntax rules.
+    #[error("invalid email: {0}")]
+    InvalidEmail(#[from] EmailError),
+    /// The new password fails the policy.
+    #[error("weak password: {0}")]
+    WeakPassword(#[from] PasswordError),
+    /// The name breaks a rule.
+    #[error("invalid name: {0}")]
+    InvalidName(#[from] UserNameError),
+    /// A live user has this email already.
+    #[error("email taken")]
+    EmailTaken,
+    /// The change would leave no active admin.
+    #[error("last admin")]
+    LastAdmin,
+    /// No live user with that id.
+    #[error("no such user")]
+    NotFound,
+    /// The caller's own account is gone (deleted since its token was checked).
+    #[error("the caller's account is gone")]
+    CallerGone,
+    /// The `current_password` given to confirm a change is wrong.
+    #[error("wrong current password")]
+    WrongCurrentPassword,
+    /// A password-reset token is unknown, spent or expired.
+    #[error("invalid reset token")]
+    InvalidToken,
+    /// An abuse limit was reached.
+    #[error("rate limited; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until the limit lets the client in again (at least 1).
+        retry_after_secs: u64,
+    },
+    /// The bootstrap admin is not needed: an active admin exists.
+    #[error("an active admin exists")]
+    AdminExists,
+    /// A dependency failed.
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+dependency_errors!(AccountError);
+
+impl From<LimitError> for AccountError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            LimitError::Unavailable(e) => e.into(),
+        }
+    }
+}
+
+impl From<AdminChangeError> for AccountError {
+    fn from(e: AdminChangeError) -> Self {
+        match e {
+            AdminChangeError::NotFound => Self::NotFound,
+            AdminChangeError::LastAdmin => Self::LastAdmin,
+            AdminChangeError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Who creates an account: decides the role, the limits and the audit event.
+#[derive(Debug, Clone, Copy)]
+pub enum Creator {
+    /// The person themself (`POST /v1/auth/register`): per-IP limit, role `user`.
+    Registration {
+        /// The client's IP.
+        ip: Option<IpAddr>,
+    },
+    /// An admin (`POST /v1/admin/users`).
+    Admin {
+        /// The admin.
+        admin_id: Uuid,
+        /// The admin's IP.
+        ip: Option<IpAddr>,
+    },
+    /// An operator at the command line (`user-service admin create`).
+    CommandLine,
+    /// The first admin from `BOOTSTRAP_ADMIN_*`: created only while no active admin exists
+    /// (checked under a lock, so instances starting at once create one), else
+    /// [`AccountError::AdminExists`].
+    Bootstrap,
+}
+
+/// A change to a user's own profile; `None` leaves a field alone.
+#[derive(Debug, Default)]
+pub struct ProfileUpdate {
+    /// A new email (unvalidated).
+    pub email: Option<String>,
+    /// A new name (unvalidated); `Some(None)` removes it.
+    pub name: Option<Option<String>>,
+}
+
+/// An admin's change to a user; `None` leaves a field alone.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    /// A new email (unvalidated).
+    pub email: Option<String>,
+    /// A new name (unvalidated); `Some(None)` removes it.
+    pub name: Option<Option<String>>,
+    /// A new role.
+    pub role: Option<Role>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+}
+
+/// The account use cases; cheap to clone (every field is a handle).
+#[derive(Clone)]
+pub struct Accounts {
+    db: Db,
+    hasher: PasswordHasher,
+    revocations: Revocations,
+    profiles: Profiles,
+    limits: Limits,
+    mailer: Mailer,
+    audit: AuditSink,
+    background: TaskTracker,
+    settings: AccountSettings,
+}
+
+/// The parts [`Accounts`] works with.
+pub struct AccountParts {
+    /// Postgres.
+    pub db: Db,
+    /// argon2id.
+    pub hasher: PasswordHasher,
+    /// The revocation mirror.
+    pub revocations: Revocations,
+    /// Each instance's memory of profiles, and their versions.
+    pub profiles: Profiles,
+    /// Rate limits.
+    pub limits: Limits,
+    /// Outgoing email.
+    pub mailer: Mailer,
+    /// The audit trail.
+    pub audit: AuditSink,
+    /// Work left running after an answer (the reset email).
+    pub background: TaskTracker,
+    /// Links and lifetimes.
+    pub settings: AccountSettings,
+}
+
+impl Accounts {
+    /// The service over `parts`.
+    pub fn new(parts: AccountParts) -> Self {
+        let AccountParts {
+            db,
+            hasher,
+            revocations,
+            profiles,
+            limits,
+            mailer,
+            audit,
+            background,
+            settings,
+        } = parts;
+        Self {
+            db,
+            hasher,
+            revocations,
+            profiles,
+            limits,
+            mailer,
+            audit,
+            background,
+            settings,
+        }
+    }
+
+    /// Validates and stores a new account. Checks run in the contract's order: email, name,
+    /// then the password policy (which needs both), and only then the expensive hash.
+    pub async fn create(
+        &self,
+        email: &str,
+        password: &str,
+        name: Option<&str>,
+        role: Role,
+        by: Creator,
+    ) -> Result<User, AccountError> {
+        if let Creator::Registration { ip } = by {
+            self.limits.enforce_ip(IpAction::Register, ip).await?;
+        }
+        let email = Email::parse(email)?;
+        // Cheap check first, so a restart does not pay for an argon2 hash.
+        if matches!(by, Creator::Bootstrap) && self.db.active_admin_exists().await? {
+            return Err(AccountError::AdminExists);
+        }
+        let name = name.map(UserName::parse).transpose()?;
+        let hints: Vec<&str> = name.iter().map(UserName::as_str).collect();
+        let password = NewPassword::parse(password, &email, &hints)?;
+        let password_hash = self.hasher.hash(&password).await?;
+        let new = NewUser {
+            email: &email,
+            name: name.as_ref(),
+            password_hash: &password_hash,
+            role,
+        };
+        let inserted = match by {
+            Creator::Bootstrap => self.db.create_first_admin(new).await,
+            _ => self.db.insert_user(new).await.map(Some),
+        };
+        let user = match inserted {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(AccountError::AdminExists),
+            Err(DbError::EmailTaken) => return Err(AccountError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        let event = match by {
+            Creator::Registration { ip } => AuditEvent::success("user_registered").ip(ip),
+            Creator::Admin { admin_id, ip } => AuditEvent::success("admin_user_created")
+                .actor(admin_id)
+                .ip(ip)
+                .reason(if role == Role::Admin {
+                    "role=admin"
+                } else {
+                    "role=user"
+                }),
+            Creator::CommandLine => AuditEvent::success("admin_created_by_cli"),
+            Creator::Bootstrap => {
+                tracing::info!(user_id = %user.id, "bootstrap admin created");
+                AuditEvent::success("admin_bootstrapped")
+            }
+        };
+        event.user(user.id).record(&self.audit);
+        Ok(user)
+    }
+
+    /// The caller's own profile, from this instance's memory while `version` (read with the
+    /// revocation check) says it is current.
+    pub async fn own_profile(
+        &self,
+        caller: Caller,
+        version: ProfileVersion,
+    ) -> Result<User, AccountError> {
+        // The token outlived its user only if the user was deleted between the revocation
+        // check and here; that is the same answer a revoked token gets.
+        self.profiles
+            .get(caller.user_id, version)
+            .await?
+            .ok_or(AccountError::CallerGone)
+    }
+
+    /// Changes the caller's own name or email; sessions survive.
+    pub async fn update_profile(
+        &self,
+        caller: Caller,
+        update: ProfileUpdate,
+        ip: Option<IpAddr>,
+    ) -> Result<User, AccountError> {
+        let email = update.email.as_deref().map(Email::parse).transpose()?;
+        let name = name_change(update.name)?;
+        let change = ProfileChange {
+            email: email.as_ref(),
+            name: name.as_ref().map(Option::as_ref),
+        };
+        let user = match self.db.update_profile(caller.user_id, change).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(AccountError::CallerGone),
+            Err(DbError::EmailTaken) => return Err(AccountError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        self.profiles.changed(caller.user_id).await;
+        AuditEvent::success("profile_updated")
+            .user(caller.user_id)
+            .session(caller.session_id)
+            .ip(ip)
+            .reason(if email.is_some() {
+                "email_changed"
+            } else {
+                "name_changed"
+            })
+            .record(&self.audit);
+        Ok(user)
+    }
+
+    /// Changes the caller's password after checking the current one. Every *other* session
+    /// ends; the caller's keeps working.
+    pub async fn change_password(
+        &self,
+        caller: Caller,
+        current_password: &str,
+        new_password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AccountError> {
+        let record = self
+            .db
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(AccountError::CallerGone)?;
+        let current = PasswordAttempt::new(current_password);
+        if self.hasher.verify(&current, &record.password_hash).await? == Verification::Mismatch {
+            AuditEvent::failure("password_change", "wrong_current_password")
+                .user(caller.user_id)
+                .session(caller.session_id)
+                .ip(ip)
+                .record(&self.audit);
+            return Err(AccountError::WrongCurrentPassword);
+        }
+        let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
+        let new_password = NewPassword::parse(new_password, &record.user.email, &hints)?;
+        let new_hash = self.hasher.hash(&new_password).await?;
+        // Other sessions end before the new hash is stored: if that fails, nothing changed.
+        let ended = self
+            .revocations
+            .end_sessions(
+                caller.user_id,
+                Some(caller.session_id),
+                RevokeReason::PasswordChange,
+            )
+            .await?;
+        self.db
+            .set_password_hash(caller.user_id, &new_hash, None)
+            .await?;
+        self.profiles.changed(caller.user_id).await;
+        tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
+        AuditEvent::success("password_change")
+            .user(caller.user_id)
+            .session(caller.session_id)
+            .ip(ip)
+            .record(&self.audit);
+        Ok(())
+    }
+
+    /// One user, for an admin.
+    pub async fn get(&self, id: Uuid) -> Result<User, AccountError> {
+        let record = self.db.user_by_id(id).await?;
+        record.map(|r| r.user).ok_or(AccountError::NotFound)
+    }
+
+    /// Users newest first, after `after`; at most `limit`.
+    pub async fn list(
+        &self,
+        filter: &UserFilter<'_>,
+        after: Option<PagePosition>,
+        limit: i64,
+    ) -> Result<Vec<User>, AccountError> {
+        Ok(self.db.list_users(filter, after, limit).await?)
+    }
+
+    /// A live user's audit trail, newest first (a deleted user's trail is kept but, like the
+    /// user, not found).
+    pub async fn audit_trail(
+        &self,
+        id: Uuid,
+        after: Option<AuditPosition>,
+        limit: usize,
+    ) -> Result<AuditPage, AccountError> {
+        if self.db.user_by_id(id).await?.is_none() {
+            return Err(AccountError::NotFound);
+        }
+        Ok(self.audit.store().page(id, after, limit).await?)
+    }
+
+    /// An admin's change to user `id`. A role change rejects every access token issued
+    /// before it (the refresh token keeps working and mints tokens with the new role);
+    /// disabling ends every session. Both take effect at once on every instance. The last
+    /// active admin cannot be demoted or disabled.
+    pub async fn admin_update(
+        &self,
+        admin: Caller,
+        id: Uuid,
+        update: UserUpdate,
+        ip: Option<IpAddr>,
+    ) -> Result<User, AccountError> {
+        let email = update.email.as_deref().map(Email::parse).transpose()?;
+        let name = name_change(update.name)?;
+        let change = AdminChange {
+            email: email.as_ref(),
+            name: name.as_ref().map(Option::as_ref),
+            role: update.role,
+            disabled: update.disabled,
+        };
+        let revocations = &self.revocations;
+        let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
+        let (user, effects) = match self.db.change_user(id, change, mark).await {
+            Err(AdminChangeError::Db(DbError::EmailTaken)) => {
+                return Err(AccountError::EmailTaken);
+            }
+            changed => changed?,
+        };
+        self.profiles.changed(id).await;
+        let changed: Vec<&str> = [
+            ("email", email.is_some()),
+            ("name", name.is_some()),
+            ("role", update.role.is_some()),
+            ("disabled", update.disabled.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, is_set)| is_set.then_some(field))
+        .collect();
+        AuditEvent::success("admin_user_updated")
+            .actor(admin.user_id)
+            .user(user.id)
+            .ip(ip)
+            .changes(changed.join(","))
+            .reason(if effects.sessions_ended {
+                "sessions_ended"
+            } else if effects.access_tokens_cut_off {
+                "access_tokens_cut_off"
+            } else {
+                "profile_only"
+            })
+            .record(&self.audit);
+        Ok(user)
+    }
+
+    /// Deletes user `id`: every token and session ends at once; the email can be registered
+    /// again. The last active admin cannot be deleted.
+    pub async fn admin_delete(
+        &self,
+        admin: Caller,
+        id: Uuid,
+        ip: Option<IpAddr>,
+    ) -> Result<(), AccountError> {
+        let revocations = &self.revocations;
+        let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
+        self.db.delete_user(id, mark).await?;
+        self.profiles.changed(id).await;
+        AuditEvent::success("admin_user_deleted")
+            .actor(admin.user_id)
+            .user(id)
+            .ip(ip)
+            .record(&self.audit);
+        Ok(())
+    }
+}
+
+/// Validates a name change: absent (leave it), `null` (remove it) or a new name.
+fn name_change(raw: Option<Option<String>>) -> Result<Option<Option<UserName>>, UserNameError> {
+    raw.map(|name| name.as_deref().map(UserName::parse).transpose())
+        .transpose()
+}

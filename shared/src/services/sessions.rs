@@ -1,0 +1,414 @@
+//! Session use cases: log in (with the lockout protocol), refresh (rotation and reuse
+//! detection), log out. Each method is the whole rule; callers only pass values in.
+//!
+//! # Login
+//! Unknown email, wrong password and disabled account all get the same answer after the
+//! same amount of work (an argon2 verify), so neither the answer nor its timing tells an
+//! attacker which accounts exist.
+//!
+//! Abuse limits ([`crate::limits`]), in this order: the client IP's per-minute limit, then
+//! the account's lockout (refused whatever the password, before any password work; counted
+//! per email, so unknown emails lock exactly like known ones), then the verify. A refusal
+//! counts as a failure of the account, a success clears its count. If Redis cannot be
+//! reached the limits cannot be checked, and login fails closed (unavailable) rather than
+//! allow unlimited guessing.
+//!
+//! # Refresh
+//! Presenting a spent refresh token again means two parties hold it, one of them a thief:
+//! the whole session is revoked, including the newest refresh token and the access tokens.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::{DependencyError, dependency_errors, new_opaque_token};
+use crate::audit::{AuditEvent, AuditSink};
+use crate::auth::Caller;
+use crate::auth::hashing::{PasswordHasher, Verification};
+use crate::auth::opaque::{self, OpaqueToken};
+use crate::auth::revocation::Revocations;
+use crate::auth::tokens::{AccessTokens, IssuedAccessToken};
+use crate::db::Db;
+use crate::db::sessions::{IssuedSession, RevokeReason, Rotation};
+use crate::db::users::UserRecord;
+use crate::domain::{Email, EmailError, PasswordAttempt, User};
+use crate::limits::{IpAction, LimitError, Limits, Verdict};
+use crate::telemetry::{self, metric};
+
+/// How long sessions and refresh tokens live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// Idle expiry: the lifetime of one refresh token (`REFRESH_TOKEN_TTL_SECONDS`).
+    pub refresh_token_ttl: Duration,
+    /// Absolute expiry of a session however often it is refreshed
+    /// (`SESSION_MAX_LIFETIME_SECONDS`).
+    pub session_max_lifetime: Duration,
+}
+
+/// Why a session operation did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The email fails the syntax rules.
+    #[error("invalid email: {0}")]
+    InvalidEmail(#[from] EmailError),
+    /// Unknown email, wrong password or disabled account (never says which).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The refresh token is unknown, expired, revoked or reused.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// An abuse limit was reached.
+    #[error("rate limited; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Whole seconds until the limit lets the client in again (at least 1).
+        retry_after_secs: u64,
+    },
+    /// A dependency failed.
+    #[error(transparent)]
+    Dependency(#[from] DependencyError),
+}
+
+dependency_errors!(SessionError);
+
+impl From<LimitError> for SessionError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            LimitError::Unavailable(e) => e.into(),
+        }
+    }
+}
+
+/// A session's new tokens: what login and refresh hand to the client.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    /// The signed access token.
+    pub access: IssuedAccessToken,
+    /// The refresh token, in clear (it is stored only as a hash).
+    pub refresh: OpaqueToken,
+    /// When the refresh token expires: the earlier of idle and absolute expiry.
+    pub refresh_expires_at: DateTime<Utc>,
+    /// The account.
+    pub user: User,
+}
+
+/// The session use cases; cheap to clone (every field is a handle).
+#[derive(Clone)]
+pub struct Sessions {
+    db: Db,
+    hasher: PasswordHasher,
+    tokens: AccessTokens,
+    revocations: Revocations,
+    limits: Limits,
+    audit: AuditSink,
+    background: TaskTracker,
+    settings: SessionSettings,
+}
+
+/// The parts [`Sessions`] works with.
+pub struct SessionParts {
+    /// Postgres.
+    pub db: Db,
+    /// argon2id.
+    pub hasher: PasswordHasher,
+    /// Access-token signing.
+    pub tokens: AccessTokens,
+    /// The revocation mirror.
+    pub revocations: Revocations,
+    /// Rate limits and the account lockout.
+    pub limits: Limits,
+    /// The audit trail.
+    pub audit: AuditSink,
+    /// Work left running after an answer (a re-hash).
+    pub background: TaskTracker,
+    /// Lifetimes.
+    pub settings: SessionSettings,
+}
+
+impl Sessions {
+    /// The service over `parts`.
+    pub fn new(parts: SessionParts) -> Self {
+        let SessionParts {
+            db,
+            hasher,
+            tokens,
+            revocations,
+            limits,
+            audit,
+            background,
+            settings,
+        } = parts;
+        Self {
+            db,
+            hasher,
+            tokens,
+            revocations,
+            limits,
+            audit,
+            background,
+            settings,
+        }
+    }
+
+    /// Trades an email and a password for a new session's tokens.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<IssuedTokens, SessionError> {
+        self.limits.enforce_ip(IpAction::Login, ip).await?;
+        let email = Email::parse(email)?;
+        // Keys first: no session (and no spent lockout slot) for a token that cannot be signed.
+        self.tokens.keys().await?;
+        let attempt = PasswordAttempt::new(password);
+        if let Verdict::Limited { retry_after_secs } = self.limits.login_begin(&email).await? {
+            AuditEvent::failure("login", "rate_limited")
+                .ip(ip)
+                .record(&self.audit);
+            return Err(SessionError::RateLimited { retry_after_secs });
+        }
+        let (record, needs_rehash) = match self.verify(&email, &attempt, ip).await {
+            Ok(verified) => {
+                if let Err(e) = self.limits.login_succeeded(&email).await {
+                    tracing::warn!(error = %e, "could not clear the account's failed logins");
+                }
+                verified
+            }
+            Err(Refusal::Credentials { user_id }) => {
+                self.record_failure(&email, user_id, ip).await;
+                telemetry::count(metric::LOGIN_FAILED);
+                return Err(SessionError::InvalidCredentials);
+            }
+            Err(Refusal::Error(e)) => {
+                if let Err(e) = self.limits.login_abandoned(&email).await {
+                    tracing::warn!(error = %e, "could not release the login attempt");
+                }
+                return Err(e.into());
+            }
+        };
+        let user_id = record.user.id;
+        if needs_rehash {
+            self.spawn_rehash(&record, attempt);
+        }
+        let refresh = new_opaque_token()?;
+        let created = self
+            .db
+            .create_session(
+                user_id,
+                refresh.hash(),
+                self.settings.refresh_token_ttl,
+                self.settings.session_max_lifetime,
+            )
+            .await?;
+        // Disabled or deleted while the password was being checked: same answer as any failure.
+        let Some((session, current)) = created else {
+            return Err(SessionError::InvalidCredentials);
+        };
+        let issued = self.issue(current.user, &session, refresh).await?;
+        telemetry::count(metric::LOGIN_SUCCEEDED);
+        AuditEvent::success("login")
+            .user(user_id)
+            .session(session.session_id)
+            .ip(ip)
+            .record(&self.audit);
+        Ok(issued)
+    }
+
+    /// Spends a refresh token for the session's next tokens; a spent token presented again
+    /// revokes the whole session.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<IssuedTokens, SessionError> {
+        let presented = opaque::hash(refresh_token);
+        // Keys before the rotation: a token spent without a new pair to show for it would make
+        // the client's retry look like reuse and end its session.
+        self.tokens.keys().await?;
+        let replacement = new_opaque_token()?;
+        let rotation = self
+            .db
+            .rotate_refresh_token(
+                &presented,
+                replacement.hash(),
+                self.settings.refresh_token_ttl,
+            )
+            .await?;
+        match rotation {
+            Rotation::Rotated { session, user } => {
+                let user_id = user.user.id;
+                let issued = self.issue(user.user, &session, replacement).await?;
+                AuditEvent::success("refresh")
+                    .user(user_id)
+                    .session(session.session_id)
+                    .ip(ip)
+                    .record(&self.audit);
+                Ok(issued)
+            }
+            Rotation::Reused {
+                session_id,
+                user_id,
+            } => {
+                self.revocations
+                    .end_session(user_id, session_id, RevokeReason::RefreshReuse)
+                    .await?;
+                telemetry::count(metric::REFRESH_REUSE);
+                AuditEvent::failure("refresh", "reuse_detected")
+                    .user(user_id)
+                    .session(session_id)
+                    .ip(ip)
+                    .record(&self.audit);
+                Err(SessionError::InvalidRefreshToken)
+            }
+            Rotation::Invalid => {
+                AuditEvent::failure("refresh", "invalid")
+                    .ip(ip)
+                    .record(&self.audit);
+                Err(SessionError::InvalidRefreshToken)
+            }
+        }
+    }
+
+    /// Ends the caller's session, or with `all` every session of the caller: their access
+    /// and refresh tokens stop working at once, on every instance.
+    pub async fn logout(
+        &self,
+        caller: Caller,
+        all: bool,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SessionError> {
+        let event = AuditEvent::success("logout")
+            .user(caller.user_id)
+            .session(caller.session_id)
+            .ip(ip);
+        if all {
+            self.revocations
+                .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
+                .await?;
+            event.reason("all_sessions").record(&self.audit);
+        } else {
+            self.revocations
+                .end_session(caller.user_id, caller.session_id, RevokeReason::Logout)
+                .await?;
+            event.record(&self.audit);
+        }
+        Ok(())
+    }
+
+    /// Signs an access token for `user` in `session` and pairs it with `refresh`.
+    async fn issue(
+        &self,
+        user: User,
+        session: &IssuedSession,
+        refresh: OpaqueToken,
+    ) -> Result<IssuedTokens, SessionError> {
+        let access = self
+            .tokens
+            .issue_with_id(
+                user.id,
+                user.role,
+                session.session_id,
+                session.access_token_id,
+            )
+            .await?;
+        telemetry::count(metric::TOKENS_ISSUED);
+        Ok(IssuedTokens {
+            access,
+            refresh,
+            refresh_expires_at: session.refresh_expires_at,
+            user,
+        })
+    }
+
+    /// Checks the credentials; on success the account's record and whether its hash should
+    /// be upgraded. Every refusal is audited here.
+    async fn verify(
+        &self,
+        email: &Email,
+        attempt: &PasswordAttempt,
+        ip: Option<IpAddr>,
+    ) -> Result<(UserRecord, bool), Refusal> {
+        let record = self.db.user_by_email(email).await?;
+        let Some(record) = record else {
+            self.hasher.verify_dummy(attempt).await?;
+            AuditEvent::failure("login", "unknown_email")
+                .ip(ip)
+                .record(&self.audit);
+            return Err(Refusal::Credentials { user_id: None });
+        };
+        let verification = self.hasher.verify(attempt, &record.password_hash).await?;
+        let user_id = record.user.id;
+        let refused = |reason| {
+            AuditEvent::failure("login", reason)
+                .user(user_id)
+                .ip(ip)
+                .record(&self.audit);
+            Err(Refusal::Credentials {
+                user_id: Some(user_id),
+            })
+        };
+        match verification {
+            Verification::Mismatch => refused("wrong_password"),
+            Verification::Match { .. } if record.user.disabled => refused("disabled"),
+            Verification::Match { needs_rehash } => Ok((record, needs_rehash)),
+        }
+    }
+
+    /// Counts a refused login against the account; audits the lockout it may start. The
+    /// answer stays "invalid credentials" if Redis fails here: the attempt's reserved slot
+    /// keeps counting until it expires.
+    async fn record_failure(&self, email: &Email, user_id: Option<Uuid>, ip: Option<IpAddr>) {
+        match self.limits.login_failed(email).await {
+            Ok(Some(lock_secs)) => {
+                let mut event = AuditEvent::failure("login", "locked_out").ip(ip);
+                if let Some(user_id) = user_id {
+                    event = event.user(user_id);
+                }
+                event.record(&self.audit);
+                tracing::info!(lock_secs, "account locked after repeated failed logins");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not count the failed login"),
+        }
+    }
+
+    /// Replaces a hash made with older parameters, after the answer: the login does not
+    /// wait for a second argon2 run. Guarded so a concurrent password change wins.
+    fn spawn_rehash(&self, record: &UserRecord, attempt: PasswordAttempt) {
+        let hasher = self.hasher.clone();
+        let db = self.db.clone();
+        let user_id = record.user.id;
+        let old_hash = record.password_hash.clone();
+        self.background.spawn(async move {
+            let result = async {
+                let new_hash = hasher.rehash(&attempt).await?;
+                db.set_password_hash(user_id, &new_hash, Some(&old_hash))
+                    .await?;
+                Ok::<_, DependencyError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => tracing::info!(%user_id, "password re-hashed with current parameters"),
+                Err(e) => tracing::warn!(%user_id, error = %e, "password re-hash failed"),
+            }
+        });
+    }
+}
+
+/// Why [`Sessions::verify`] did not let the caller in.
+enum Refusal {
+    /// Unknown email, wrong password or disabled account (the user when there is one).
+    Credentials { user_id: Option<Uuid> },
+    /// A dependency failed: no verdict on the password.
+    Error(DependencyError),
+}
+
+impl<E: Into<DependencyError>> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Refusal::Error(e.into())
+    }
+}
