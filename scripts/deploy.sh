@@ -23,6 +23,11 @@
 # scripts/check-template.sh, no credentials needed).
 # Writes `key=value` lines to $GITHUB_OUTPUT (stack, region, changeset-arn, api-url) and
 # Markdown to $GITHUB_STEP_SUMMARY when those are set.
+#
+# Only the tip of main is deployed: with GH_TOKEN set (CI), a commit that main has moved
+# past since its run started is skipped (exit 0, nothing changed), since the newer commit's
+# own run deploys it; otherwise two pushes whose tests finish out of order could deploy
+# the older one last.
 
 # Backticks in single quotes are Markdown and JMESPath literals, not command substitutions.
 # shellcheck disable=SC2016
@@ -212,6 +217,20 @@ execute_changeset() {
     wait_for_stack
     printf 'api-url=%s\n' "$(api_url)" >>"$GITHUB_OUTPUT"
 }
+
+# True unless main has moved past GITHUB_SHA (checked only in CI, where GH_TOKEN is set).
+still_tip_of_main() {
+    [[ -n "${GH_TOKEN:-}" && -n "${GITHUB_SHA:-}" && "${DRY_RUN:-}" != 1 ]] || return 0
+    local tip
+    tip="$(gh api "repos/${GITHUB_REPOSITORY}/commits/main" --jq .sha)" ||
+        die "could not read the tip of main"
+    [[ "$tip" == "$GITHUB_SHA" ]] && return 0
+    log "main is at $tip now, past $GITHUB_SHA: not deploying this one (the newer run does)"
+    printf 'Skipped: `main` has moved on to %s; its own run deploys it.\n' "$tip" >>"$GITHUB_STEP_SUMMARY"
+    printf 'changeset-arn=\n' >>"$GITHUB_OUTPUT"
+    return 1
+}
+still_tip_of_main || exit 0
 
 case "$ACTION" in
     deploy)
