@@ -393,6 +393,35 @@ mod tests {
         NewPassword::parse(raw, &email, &[]).expect("strong password")
     }
 
+    /// The threads of this process whose name starts with `argon2-`.
+    fn argon2_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                    .filter(|name| name.starts_with("argon2-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_hashing_threads_start_on_the_first_hash() {
+        let hasher = PasswordHasher::new(cheap(), 3, Duration::from_secs(5)).expect("params");
+        assert!(hasher.workers.get().is_none(), "no thread before a hash");
+        let clone = hasher.clone();
+        clone
+            .hash(&new_password("correct-horse-battery-staple-1"))
+            .await
+            .expect("hash");
+        // Started once, shared by every clone.
+        assert!(hasher.workers.get().is_some());
+        if cfg!(target_os = "linux") {
+            assert!(argon2_threads() >= 3, "the configured threads run now");
+        }
+    }
+
     #[tokio::test]
     async fn hashes_are_argon2id_phc_strings_that_verify() {
         let hasher = PasswordHasher::new(cheap(), 2, Duration::from_secs(5)).expect("params");

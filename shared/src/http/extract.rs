@@ -129,25 +129,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if let Some(authorized) = parts.extensions.get::<Authorized>() {
-            return Ok(*authorized);
-        }
-        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        match Authenticator::from_ref(state).authorize(token).await {
-            Ok(authorized) => Ok(authorized),
-            Err(AuthError::Unauthorized(_) | AuthError::Revoked(_)) => Err(ApiError::Unauthorized),
-            Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
+        match LogoutCaller::from_request_parts(parts, state).await? {
+            LogoutCaller::Live(authorized) => Ok(authorized),
+            LogoutCaller::CutOff(_) => Err(ApiError::Unauthorized),
         }
     }
 }
 
-/// The caller of a logout: a live token, or one that a revocation cut off, which logout
-/// accepts as the repeat of a revocation that an outage cut short (the service decides
+/// The caller of a logout (and, through [`Authorized`], of every protected route): a live
+/// token, or one that a revocation cut off, which logout alone accepts as the repeat of a revocation that an outage cut short (the service decides
 /// whether there is one to finish; see [`crate::auth::revocation`]).
 #[derive(Debug, Clone, Copy)]
 pub enum LogoutCaller {
     /// A valid, unrevoked token.
-    Live(Caller),
+    Live(Authorized),
     /// An authentic, unexpired token that is revoked.
     CutOff(Caller),
 }
@@ -166,14 +161,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         if let Some(authorized) = parts.extensions.get::<Authorized>() {
-            return Ok(LogoutCaller::Live(authorized.caller));
+            return Ok(LogoutCaller::Live(*authorized));
         }
         if let Some(RevokedCaller(caller)) = parts.extensions.get::<RevokedCaller>() {
             return Ok(LogoutCaller::CutOff(*caller));
         }
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match Authenticator::from_ref(state).authorize(token).await {
-            Ok(authorized) => Ok(LogoutCaller::Live(authorized.caller)),
+            Ok(authorized) => Ok(LogoutCaller::Live(authorized)),
             Err(AuthError::Revoked(caller)) => Ok(LogoutCaller::CutOff(caller)),
             Err(AuthError::Unauthorized(_)) => Err(ApiError::Unauthorized),
             Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),

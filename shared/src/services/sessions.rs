@@ -18,6 +18,7 @@
 //! the whole session is revoked, including the newest refresh token and the access tokens.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,17 +102,10 @@ pub struct IssuedTokens {
     pub user: User,
 }
 
-/// The session use cases; cheap to clone (every field is a handle).
+/// The session use cases; cheap to clone (one shared handle).
 #[derive(Clone)]
 pub struct Sessions {
-    db: Db,
-    hasher: PasswordHasher,
-    tokens: AccessTokens,
-    revocations: Revocations,
-    limits: Limits,
-    audit: AuditSink,
-    background: TaskTracker,
-    settings: SessionSettings,
+    parts: Arc<SessionParts>,
 }
 
 /// The parts [`Sessions`] works with.
@@ -137,25 +131,8 @@ pub struct SessionParts {
 impl Sessions {
     /// The service over `parts`.
     pub fn new(parts: SessionParts) -> Self {
-        let SessionParts {
-            db,
-            hasher,
-            tokens,
-            revocations,
-            limits,
-            audit,
-            background,
-            settings,
-        } = parts;
         Self {
-            db,
-            hasher,
-            tokens,
-            revocations,
-            limits,
-            audit,
-            background,
-            settings,
+            parts: Arc::new(parts),
         }
     }
 
@@ -166,20 +143,21 @@ impl Sessions {
         password: &str,
         ip: Option<IpAddr>,
     ) -> Result<IssuedTokens, SessionError> {
-        self.limits.enforce_ip(IpAction::Login, ip).await?;
+        self.parts.limits.enforce_ip(IpAction::Login, ip).await?;
         let email = Email::parse(email)?;
         // Keys first: no session (and no spent lockout slot) for a token that cannot be signed.
-        self.tokens.keys().await?;
+        self.parts.tokens.keys().await?;
         let attempt = PasswordAttempt::new(password);
-        if let Verdict::Limited { retry_after_secs } = self.limits.login_begin(&email).await? {
+        if let Verdict::Limited { retry_after_secs } = self.parts.limits.login_begin(&email).await?
+        {
             AuditEvent::failure("login", "rate_limited")
                 .ip(ip)
-                .record(&self.audit);
+                .record(&self.parts.audit);
             return Err(SessionError::RateLimited { retry_after_secs });
         }
         let (record, needs_rehash) = match self.verify(&email, &attempt, ip).await {
             Ok(verified) => {
-                if let Err(e) = self.limits.login_succeeded(&email).await {
+                if let Err(e) = self.parts.limits.login_succeeded(&email).await {
                     tracing::warn!(error = %e, "could not clear the account's failed logins");
                 }
                 verified
@@ -190,7 +168,7 @@ impl Sessions {
                 return Err(SessionError::InvalidCredentials);
             }
             Err(Refusal::Error(e)) => {
-                if let Err(e) = self.limits.login_abandoned(&email).await {
+                if let Err(e) = self.parts.limits.login_abandoned(&email).await {
                     tracing::warn!(error = %e, "could not release the login attempt");
                 }
                 return Err(e.into());
@@ -202,12 +180,13 @@ impl Sessions {
         }
         let refresh = new_opaque_token()?;
         let created = self
+            .parts
             .db
             .create_session(
                 user_id,
                 refresh.hash(),
-                self.settings.refresh_token_ttl,
-                self.settings.session_max_lifetime,
+                self.parts.settings.refresh_token_ttl,
+                self.parts.settings.session_max_lifetime,
             )
             .await?;
         // Disabled or deleted while the password was being checked: same answer as any failure.
@@ -220,7 +199,7 @@ impl Sessions {
             .user(user_id)
             .session(session.session_id)
             .ip(ip)
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(issued)
     }
 
@@ -234,15 +213,16 @@ impl Sessions {
         let presented = opaque::hash(refresh_token);
         // Keys before the rotation: a token spent without a new pair to show for it would make
         // the client's retry look like reuse and end its session.
-        self.tokens.keys().await?;
+        self.parts.tokens.keys().await?;
         let replacement = new_opaque_token()?;
         let rotation = self
+            .parts
             .db
             .rotate_refresh_token(
                 &presented,
                 replacement.hash(),
-                self.settings.refresh_token_ttl,
-                self.settings.refresh_reuse_grace,
+                self.parts.settings.refresh_token_ttl,
+                self.parts.settings.refresh_reuse_grace,
             )
             .await?;
         match rotation {
@@ -254,15 +234,22 @@ impl Sessions {
                 let user_id = user.user.id;
                 // A revocation of this session cut short by an outage (its marker written,
                 // its Postgres write not): finish it, and mint nothing.
-                if self.revocations.session_ended(session.session_id).await == Some(true) {
-                    self.revocations
+                if self
+                    .parts
+                    .revocations
+                    .session_ended(session.session_id)
+                    .await
+                    == Some(true)
+                {
+                    self.parts
+                        .revocations
                         .end_session(user_id, session.session_id, RevokeReason::Logout)
                         .await?;
                     AuditEvent::failure("refresh", "session_ended")
                         .user(user_id)
                         .session(session.session_id)
                         .ip(ip)
-                        .record(&self.audit);
+                        .record(&self.parts.audit);
                     return Err(SessionError::InvalidRefreshToken);
                 }
                 let issued = self.issue(user.user, &session, replacement).await?;
@@ -275,14 +262,15 @@ impl Sessions {
                 } else {
                     event
                 }
-                .record(&self.audit);
+                .record(&self.parts.audit);
                 Ok(issued)
             }
             Rotation::Reused {
                 session_id,
                 user_id,
             } => {
-                self.revocations
+                self.parts
+                    .revocations
                     .end_session(user_id, session_id, RevokeReason::RefreshReuse)
                     .await?;
                 telemetry::count(metric::REFRESH_REUSE);
@@ -290,13 +278,13 @@ impl Sessions {
                     .user(user_id)
                     .session(session_id)
                     .ip(ip)
-                    .record(&self.audit);
+                    .record(&self.parts.audit);
                 Err(SessionError::InvalidRefreshToken)
             }
             Rotation::Invalid => {
                 AuditEvent::failure("refresh", "invalid")
                     .ip(ip)
-                    .record(&self.audit);
+                    .record(&self.parts.audit);
                 Err(SessionError::InvalidRefreshToken)
             }
         }
@@ -315,15 +303,17 @@ impl Sessions {
             .session(caller.session_id)
             .ip(ip);
         if all {
-            self.revocations
+            self.parts
+                .revocations
                 .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
                 .await?;
-            event.reason("all_sessions").record(&self.audit);
+            event.reason("all_sessions").record(&self.parts.audit);
         } else {
-            self.revocations
+            self.parts
+                .revocations
                 .end_session(caller.user_id, caller.session_id, RevokeReason::Logout)
                 .await?;
-            event.record(&self.audit);
+            event.record(&self.parts.audit);
         }
         Ok(())
     }
@@ -337,7 +327,11 @@ impl Sessions {
         caller: Caller,
         ip: Option<IpAddr>,
     ) -> Result<(), SessionError> {
-        let finished = self.revocations.finish_pending(caller.user_id).await?;
+        let finished = self
+            .parts
+            .revocations
+            .finish_pending(caller.user_id)
+            .await?;
         if !finished.contains(&caller.session_id) {
             return Err(SessionError::Unauthorized);
         }
@@ -346,7 +340,7 @@ impl Sessions {
             .session(caller.session_id)
             .ip(ip)
             .reason("finished_after_outage")
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(())
     }
 
@@ -358,6 +352,7 @@ impl Sessions {
         refresh: OpaqueToken,
     ) -> Result<IssuedTokens, SessionError> {
         let access = self
+            .parts
             .tokens
             .issue_with_id(
                 user.id,
@@ -383,21 +378,25 @@ impl Sessions {
         attempt: &PasswordAttempt,
         ip: Option<IpAddr>,
     ) -> Result<(UserRecord, bool), Refusal> {
-        let record = self.db.user_by_email(email).await?;
+        let record = self.parts.db.user_by_email(email).await?;
         let Some(record) = record else {
-            self.hasher.verify_dummy(attempt).await?;
+            self.parts.hasher.verify_dummy(attempt).await?;
             AuditEvent::failure("login", "unknown_email")
                 .ip(ip)
-                .record(&self.audit);
+                .record(&self.parts.audit);
             return Err(Refusal::Credentials { user_id: None });
         };
-        let verification = self.hasher.verify(attempt, &record.password_hash).await?;
+        let verification = self
+            .parts
+            .hasher
+            .verify(attempt, &record.password_hash)
+            .await?;
         let user_id = record.user.id;
         let refused = |reason| {
             AuditEvent::failure("login", reason)
                 .user(user_id)
                 .ip(ip)
-                .record(&self.audit);
+                .record(&self.parts.audit);
             Err(Refusal::Credentials {
                 user_id: Some(user_id),
             })
@@ -413,13 +412,13 @@ impl Sessions {
     /// answer stays "invalid credentials" if Redis fails here: the attempt's reserved slot
     /// keeps counting until it expires.
     async fn record_failure(&self, email: &Email, user_id: Option<Uuid>, ip: Option<IpAddr>) {
-        match self.limits.login_failed(email).await {
+        match self.parts.limits.login_failed(email).await {
             Ok(Some(lock_secs)) => {
                 let mut event = AuditEvent::failure("login", "locked_out").ip(ip);
                 if let Some(user_id) = user_id {
                     event = event.user(user_id);
                 }
-                event.record(&self.audit);
+                event.record(&self.parts.audit);
                 tracing::info!(lock_secs, "account locked after repeated failed logins");
             }
             Ok(None) => {}
@@ -430,11 +429,11 @@ impl Sessions {
     /// Replaces a hash made with older parameters, after the answer: the login does not
     /// wait for a second argon2 run. Guarded so a concurrent password change wins.
     fn spawn_rehash(&self, record: &UserRecord, attempt: PasswordAttempt) {
-        let hasher = self.hasher.clone();
-        let db = self.db.clone();
+        let hasher = self.parts.hasher.clone();
+        let db = self.parts.db.clone();
         let user_id = record.user.id;
         let old_hash = record.password_hash.clone();
-        self.background.spawn(async move {
+        self.parts.background.spawn(async move {
             let result = async {
                 let new_hash = hasher.rehash(&attempt).await?;
                 db.set_password_hash(user_id, &new_hash, Some(&old_hash))

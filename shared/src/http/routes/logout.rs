@@ -53,7 +53,7 @@ async fn logout(
 ) -> Result<StatusCode, ApiError> {
     let all = body.unwrap_or_default().all;
     match caller {
-        LogoutCaller::Live(caller) => sessions.logout(caller, all, ip.0).await?,
+        LogoutCaller::Live(authorized) => sessions.logout(authorized.caller, all, ip.0).await?,
         LogoutCaller::CutOff(caller) => sessions.logout_again(caller, ip.0).await?,
     }
     Ok(StatusCode::NO_CONTENT)

@@ -10,6 +10,7 @@
 mod reset;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
@@ -151,18 +152,10 @@ pub struct UserUpdate {
     pub disabled: Option<bool>,
 }
 
-/// The account use cases; cheap to clone (every field is a handle).
+/// The account use cases; cheap to clone (one shared handle).
 #[derive(Clone)]
 pub struct Accounts {
-    db: Db,
-    hasher: PasswordHasher,
-    revocations: Revocations,
-    profiles: Profiles,
-    limits: Limits,
-    mailer: Mailer,
-    audit: AuditSink,
-    background: TaskTracker,
-    settings: AccountSettings,
+    parts: Arc<AccountParts>,
 }
 
 /// The parts [`Accounts`] works with.
@@ -190,27 +183,8 @@ pub struct AccountParts {
 impl Accounts {
     /// The service over `parts`.
     pub fn new(parts: AccountParts) -> Self {
-        let AccountParts {
-            db,
-            hasher,
-            revocations,
-            profiles,
-            limits,
-            mailer,
-            audit,
-            background,
-            settings,
-        } = parts;
         Self {
-            db,
-            hasher,
-            revocations,
-            profiles,
-            limits,
-            mailer,
-            audit,
-            background,
-            settings,
+            parts: Arc::new(parts),
         }
     }
 
@@ -225,17 +199,17 @@ impl Accounts {
         by: Creator,
     ) -> Result<User, AccountError> {
         if let Creator::Registration { ip } = by {
-            self.limits.enforce_ip(IpAction::Register, ip).await?;
+            self.parts.limits.enforce_ip(IpAction::Register, ip).await?;
         }
         let email = Email::parse(email)?;
         // Cheap check first, so a restart does not pay for an argon2 hash.
-        if matches!(by, Creator::Bootstrap) && self.db.active_admin_exists().await? {
+        if matches!(by, Creator::Bootstrap) && self.parts.db.active_admin_exists().await? {
             return Err(AccountError::AdminExists);
         }
         let name = name.map(UserName::parse).transpose()?;
         let hints: Vec<&str> = name.iter().map(UserName::as_str).collect();
         let password = NewPassword::parse(password, &email, &hints)?;
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = self.parts.hasher.hash(&password).await?;
         let new = NewUser {
             email: &email,
             name: name.as_ref(),
@@ -243,8 +217,8 @@ impl Accounts {
             role,
         };
         let inserted = match by {
-            Creator::Bootstrap => self.db.create_first_admin(new).await,
-            _ => self.db.insert_user(new).await.map(Some),
+            Creator::Bootstrap => self.parts.db.create_first_admin(new).await,
+            _ => self.parts.db.insert_user(new).await.map(Some),
         };
         let user = match inserted {
             Ok(Some(user)) => user,
@@ -268,7 +242,7 @@ impl Accounts {
                 AuditEvent::success("admin_bootstrapped")
             }
         };
-        event.user(user.id).record(&self.audit);
+        event.user(user.id).record(&self.parts.audit);
         Ok(user)
     }
 
@@ -281,7 +255,8 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         // The token outlived its user only if the user was deleted between the revocation
         // check and here; that is the same answer a revoked token gets.
-        self.profiles
+        self.parts
+            .profiles
             .get(caller.user_id, version)
             .await?
             .ok_or(AccountError::CallerGone)
@@ -300,13 +275,13 @@ impl Accounts {
             email: email.as_ref(),
             name: name.as_ref().map(Option::as_ref),
         };
-        let user = match self.db.update_profile(caller.user_id, change).await {
+        let user = match self.parts.db.update_profile(caller.user_id, change).await {
             Ok(Some(user)) => user,
             Ok(None) => return Err(AccountError::CallerGone),
             Err(DbError::EmailTaken) => return Err(AccountError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
-        self.profiles.changed(caller.user_id).await;
+        self.parts.profiles.changed(caller.user_id).await;
         AuditEvent::success("profile_updated")
             .user(caller.user_id)
             .session(caller.session_id)
@@ -316,7 +291,7 @@ impl Accounts {
             } else {
                 "name_changed"
             })
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(user)
     }
 
@@ -330,24 +305,32 @@ impl Accounts {
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
         let record = self
+            .parts
             .db
             .user_by_id(caller.user_id)
             .await?
             .ok_or(AccountError::CallerGone)?;
         let current = PasswordAttempt::new(current_password);
-        if self.hasher.verify(&current, &record.password_hash).await? == Verification::Mismatch {
+        if self
+            .parts
+            .hasher
+            .verify(&current, &record.password_hash)
+            .await?
+            == Verification::Mismatch
+        {
             AuditEvent::failure("password_change", "wrong_current_password")
                 .user(caller.user_id)
                 .session(caller.session_id)
                 .ip(ip)
-                .record(&self.audit);
+                .record(&self.parts.audit);
             return Err(AccountError::WrongCurrentPassword);
         }
         let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
         let new_password = NewPassword::parse(new_password, &record.user.email, &hints)?;
-        let new_hash = self.hasher.hash(&new_password).await?;
+        let new_hash = self.parts.hasher.hash(&new_password).await?;
         // Other sessions end before the new hash is stored: if that fails, nothing changed.
         let ended = self
+            .parts
             .revocations
             .end_sessions(
                 caller.user_id,
@@ -355,22 +338,23 @@ impl Accounts {
                 RevokeReason::PasswordChange,
             )
             .await?;
-        self.db
+        self.parts
+            .db
             .set_password_hash(caller.user_id, &new_hash, None)
             .await?;
-        self.profiles.changed(caller.user_id).await;
+        self.parts.profiles.changed(caller.user_id).await;
         tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
         AuditEvent::success("password_change")
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(())
     }
 
     /// One user, for an admin.
     pub async fn get(&self, id: Uuid) -> Result<User, AccountError> {
-        let record = self.db.user_by_id(id).await?;
+        let record = self.parts.db.user_by_id(id).await?;
         record.map(|r| r.user).ok_or(AccountError::NotFound)
     }
 
@@ -381,7 +365,7 @@ impl Accounts {
         after: Option<PagePosition>,
         limit: i64,
     ) -> Result<Vec<User>, AccountError> {
-        Ok(self.db.list_users(filter, after, limit).await?)
+        Ok(self.parts.db.list_users(filter, after, limit).await?)
     }
 
     /// A live user's audit trail, newest first (a deleted user's trail is kept but, like the
@@ -392,10 +376,10 @@ impl Accounts {
         after: Option<AuditPosition>,
         limit: usize,
     ) -> Result<AuditPage, AccountError> {
-        if self.db.user_by_id(id).await?.is_none() {
+        if self.parts.db.user_by_id(id).await?.is_none() {
             return Err(AccountError::NotFound);
         }
-        Ok(self.audit.store().page(id, after, limit).await?)
+        Ok(self.parts.audit.store().page(id, after, limit).await?)
     }
 
     /// An admin's change to user `id`. A role change rejects every access token issued
@@ -418,16 +402,17 @@ impl Accounts {
             disabled: update.disabled,
         };
         let mark = |at, ended: Vec<Uuid>| self.mark_cut_off(id, at, ended, RevokeReason::Disabled);
-        let (user, effects) = match self.db.change_user(id, change, mark).await {
+        let (user, effects) = match self.parts.db.change_user(id, change, mark).await {
             Err(AdminChangeError::Db(DbError::EmailTaken)) => {
                 return Err(AccountError::EmailTaken);
             }
             changed => changed?,
         };
-        self.revocations
+        self.parts
+            .revocations
             .sessions_ended(id, &effects.ended_sessions)
             .await;
-        self.profiles.changed(id).await;
+        self.parts.profiles.changed(id).await;
         let changed: Vec<&str> = [
             ("email", email.is_some()),
             ("name", name.is_some()),
@@ -449,7 +434,7 @@ impl Accounts {
             } else {
                 "profile_only"
             })
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(user)
     }
 
@@ -462,14 +447,14 @@ impl Accounts {
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
         let mark = |at, ended: Vec<Uuid>| self.mark_cut_off(id, at, ended, RevokeReason::Deleted);
-        let ended = self.db.delete_user(id, mark).await?;
-        self.revocations.sessions_ended(id, &ended).await;
-        self.profiles.changed(id).await;
+        let ended = self.parts.db.delete_user(id, mark).await?;
+        self.parts.revocations.sessions_ended(id, &ended).await;
+        self.parts.profiles.changed(id).await;
         AuditEvent::success("admin_user_deleted")
             .actor(admin.user_id)
             .user(id)
             .ip(ip)
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(())
     }
 }
@@ -485,8 +470,11 @@ impl Accounts {
         ended: Vec<Uuid>,
         reason: RevokeReason,
     ) -> anyhow::Result<()> {
-        self.revocations.begin_ending(id, &ended, reason).await?;
-        self.revocations.mark_user(id, at).await?;
+        self.parts
+            .revocations
+            .begin_ending(id, &ended, reason)
+            .await?;
+        self.parts.revocations.mark_user(id, at).await?;
         Ok(())
     }
 }

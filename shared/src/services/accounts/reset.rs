@@ -79,13 +79,13 @@ impl Accounts {
         email: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        self.limits.enforce_ip(IpAction::Forgot, ip).await?;
+        self.parts.limits.enforce_ip(IpAction::Forgot, ip).await?;
         let email = Email::parse(email)?;
         let requested_at = Utc::now();
         // Counted for every email, whether an account has it or not.
-        let allowed = self.limits.forgot_allowed(&email).await?;
+        let allowed = self.parts.limits.forgot_allowed(&email).await?;
         let accounts = self.clone();
-        self.background.spawn(
+        self.parts.background.spawn(
             async move {
                 accounts
                     .send_reset_link(email, allowed, requested_at, ip)
@@ -111,7 +111,7 @@ impl Accounts {
         // does not compete with writing it (measured: without this pause, answers for
         // existing accounts came out a few percent slower on a 2-CPU machine).
         tokio::time::sleep(START_DELAY).await;
-        let record = match self.db.user_by_email(&email).await {
+        let record = match self.parts.db.user_by_email(&email).await {
             Ok(record) => record,
             Err(e) => {
                 tracing::error!(error = %ErrorChain(&e), "could not look the account up; no email sent");
@@ -130,7 +130,7 @@ impl Accounts {
                         AuditEvent::failure(FORGOT_KIND, "email_rate_limited").user(record.user.id)
                     }
                 };
-                event.ip(ip).record(&self.audit);
+                event.ip(ip).record(&self.parts.audit);
                 return;
             }
         };
@@ -138,8 +138,9 @@ impl Accounts {
             tracing::error!(user_id = %user.id, "CSPRNG failed; no email sent");
             return;
         };
-        let ttl = self.settings.password_reset_ttl;
+        let ttl = self.parts.settings.password_reset_ttl;
         match self
+            .parts
             .db
             .store_reset_token(user.id, token.hash(), requested_at, ttl)
             .await
@@ -164,9 +165,15 @@ impl Accounts {
         AuditEvent::success(FORGOT_KIND)
             .user(user.id)
             .ip(ip)
-            .record(&self.audit);
-        let email = reset_email(&self.settings.public_base_url, &user.email, &token, ttl);
-        self.mailer
+            .record(&self.parts.audit);
+        let email = reset_email(
+            &self.parts.settings.public_base_url,
+            &user.email,
+            &token,
+            ttl,
+        );
+        self.parts
+            .mailer
             .deliver(email)
             .instrument(tracing::info_span!("password_reset_email", user_id = %user.id))
             .await;
@@ -181,20 +188,20 @@ impl Accounts {
         password: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        self.limits.enforce_ip(IpAction::Reset, ip).await?;
+        self.parts.limits.enforce_ip(IpAction::Reset, ip).await?;
         let refuse = |user_id: Option<Uuid>, reason: &'static str| {
             let mut event = AuditEvent::failure(RESET_KIND, reason).ip(ip);
             if let Some(user_id) = user_id {
                 event = event.user(user_id);
             }
-            event.record(&self.audit);
+            event.record(&self.parts.audit);
         };
         if !looks_like_a_token(token) {
             refuse(None, "invalid_token");
             return Err(AccountError::InvalidToken);
         }
         let token_hash = opaque::hash(token);
-        let Some(record) = self.db.reset_token_user(&token_hash).await? else {
+        let Some(record) = self.parts.db.reset_token_user(&token_hash).await? else {
             refuse(None, "invalid_token");
             return Err(AccountError::InvalidToken);
         };
@@ -202,13 +209,18 @@ impl Accounts {
         let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
         let password = NewPassword::parse(password, &record.user.email, &hints)
             .inspect_err(|_| refuse(Some(user_id), "weak_password"))?;
-        let new_hash = self.hasher.hash(&password).await?;
+        let new_hash = self.parts.hasher.hash(&password).await?;
 
-        self.revocations
+        self.parts
+            .revocations
             .end_sessions(user_id, None, RevokeReason::PasswordReset)
             .await?;
-        self.revocations.cut_off_access_tokens(user_id).await?;
+        self.parts
+            .revocations
+            .cut_off_access_tokens(user_id)
+            .await?;
         if self
+            .parts
             .db
             .spend_reset_token(&token_hash, &new_hash)
             .await?
@@ -218,8 +230,9 @@ impl Accounts {
             refuse(Some(user_id), "invalid_token");
             return Err(AccountError::InvalidToken);
         }
-        self.profiles.changed(user_id).await;
+        self.parts.profiles.changed(user_id).await;
         match self
+            .parts
             .revocations
             .end_sessions(user_id, None, RevokeReason::PasswordReset)
             .await
@@ -236,7 +249,7 @@ impl Accounts {
         AuditEvent::success(RESET_KIND)
             .user(user_id)
             .ip(ip)
-            .record(&self.audit);
+            .record(&self.parts.audit);
         Ok(())
     }
 }
