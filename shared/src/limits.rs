@@ -59,6 +59,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use crate::audit::AuditEvent;
 use crate::domain::Email;
 use crate::redis_store::{Cache, CacheError};
+use crate::telemetry::ErrorChain;
 
 /// The per-IP window.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -291,7 +292,7 @@ impl Limits {
             Err(e) => {
                 tracing::warn!(
                     action = action.as_str(),
-                    error = %e,
+                    error = %ErrorChain(&e),
                     "rate limit not checked (Redis unreachable); letting the request through"
                 );
                 Ok(())

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::AuditEvent;
 use super::dynamo::DynamoStore;
 use crate::db::{Db, DbError};
+use crate::telemetry::ErrorChain;
 
 /// Events waiting to be stored, at most; past that they are dropped (and still logged).
 const CHANNEL_CAPACITY: usize = 4096;
@@ -102,8 +103,8 @@ pub enum AuditStoreError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// DynamoDB failed or could not be reached.
-    #[error("DynamoDB: {0:#}")]
-    DynamoDb(anyhow::Error),
+    #[error("DynamoDB")]
+    DynamoDb(#[source] anyhow::Error),
 }
 
 /// Where events are kept.
@@ -312,7 +313,9 @@ async fn write_loop(store: AuditStore, retention: Duration, mut receiver: mpsc::
             match store.prune().await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "expired audit events deleted"),
-                Err(e) => tracing::warn!(error = %e, "could not delete expired audit events"),
+                Err(e) => {
+                    tracing::warn!(error = %ErrorChain(&e), "could not delete expired audit events")
+                }
             }
         }
     }
@@ -324,14 +327,14 @@ async fn write_batch(store: &AuditStore, batch: &[StoredEvent], retention: Durat
         match store.write(batch, retention).await {
             Ok(()) => return,
             Err(e) if attempt < WRITE_ATTEMPTS => {
-                tracing::warn!(attempt, error = %e, store = store.name(), "audit write failed; retrying");
+                tracing::warn!(attempt, error = %ErrorChain(&e), store = store.name(), "audit write failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 4;
             }
             Err(e) => {
                 tracing::error!(
                     lost = batch.len(),
-                    error = %e,
+                    error = %ErrorChain(&e),
                     store = store.name(),
                     "audit events not stored (they are in the log)"
                 );

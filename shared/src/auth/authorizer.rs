@@ -79,6 +79,7 @@ use super::revocation::Revocations;
 use super::rules::RouteRules;
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
+use crate::telemetry::ErrorChain;
 
 /// The authorizer result cache TTL this service recommends (see the module docs).
 pub const RECOMMENDED_CACHE_TTL_SECS: u64 = 5;
@@ -147,7 +148,7 @@ pub async fn authorize_request(
                 request_id,
                 decision = "error",
                 reason = "unavailable",
-                error = %format!("{e:#}"),
+                error = %ErrorChain(e.as_ref()),
                 "authorization decision"
             );
             return Err(AuthorizerUnavailable(e));

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::Role;
 use crate::profiles::ProfileVersion;
+use crate::telemetry::ErrorChain;
 use revocation::Revocations;
 use tokens::{AccessClaims, AccessTokens, VerifyError};
 
@@ -115,7 +116,7 @@ pub async fn authorize(
     let claims = match tokens.verify(bearer).await {
         Ok(claims) => claims,
         Err(VerifyError::Invalid(e)) => {
-            tracing::debug!(reason = %e, "access token rejected");
+            tracing::debug!(reason = %ErrorChain(&e), "access token rejected");
             return Err(AuthError::Unauthorized("invalid"));
         }
         Err(VerifyError::Unavailable(e)) => return Err(AuthError::Unavailable(e.into())),

@@ -137,7 +137,7 @@ impl Revocations {
                 in_db(profile.into()).await
             }
             Err(e) => {
-                tracing::warn!(error = %e, "redis unreachable; checking revocation in Postgres");
+                tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "redis unreachable; checking revocation in Postgres");
                 in_db(ProfileVersion::Unknown).await
             }
         }
@@ -228,7 +228,7 @@ impl Revocations {
             .copied()
             .collect();
         if let Err(e) = self.mark_sessions(&late).await {
-            tracing::warn!(error = %e, sessions = late.len(), "could not mark late sessions");
+            tracing::warn!(error = %crate::telemetry::ErrorChain(&e), sessions = late.len(), "could not mark late sessions");
         }
         Ok(revoked.len())
     }
@@ -260,7 +260,7 @@ impl Revocations {
         let this = self.clone();
         tokio::spawn(async move {
             if let Err(e) = this.rebuild().await {
-                tracing::warn!(error = %format!("{e:#}"), "rebuilding the revocation mirror failed");
+                tracing::warn!(error = %crate::telemetry::ErrorChain(e.as_ref()), "rebuilding the revocation mirror failed");
             }
             this.rebuilding.store(false, Ordering::Release);
         });

@@ -174,7 +174,7 @@ impl Sessions {
         let (record, needs_rehash) = match self.verify(&email, &attempt, ip).await {
             Ok(verified) => {
                 if let Err(e) = self.limits.login_succeeded(&email).await {
-                    tracing::warn!(error = %e, "could not clear the account's failed logins");
+                    tracing::warn!(error = %telemetry::ErrorChain(&e), "could not clear the account's failed logins");
                 }
                 verified
             }
@@ -185,7 +185,7 @@ impl Sessions {
             }
             Err(Refusal::Error(e)) => {
                 if let Err(e) = self.limits.login_abandoned(&email).await {
-                    tracing::warn!(error = %e, "could not release the login attempt");
+                    tracing::warn!(error = %telemetry::ErrorChain(&e), "could not release the login attempt");
                 }
                 return Err(e.into());
             }
@@ -372,7 +372,9 @@ impl Sessions {
                 tracing::info!(lock_secs, "account locked after repeated failed logins");
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not count the failed login"),
+            Err(e) => {
+                tracing::warn!(error = %telemetry::ErrorChain(&e), "could not count the failed login")
+            }
         }
     }
 
@@ -393,7 +395,7 @@ impl Sessions {
             .await;
             match result {
                 Ok(()) => tracing::info!(%user_id, "password re-hashed with current parameters"),
-                Err(e) => tracing::warn!(%user_id, error = %e, "password re-hash failed"),
+                Err(e) => tracing::warn!(%user_id, error = %telemetry::ErrorChain(&e), "password re-hash failed"),
             }
         });
     }

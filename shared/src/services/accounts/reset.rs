@@ -229,7 +229,7 @@ impl Accounts {
                 tracing::info!(%user_id, sessions = late, "ended sessions started during the reset")
             }
             Err(e) => {
-                tracing::warn!(%user_id, error = %e, "could not sweep sessions started during the reset")
+                tracing::warn!(%user_id, error = %ErrorChain(&e), "could not sweep sessions started during the reset")
             }
         }
         tracing::info!(%user_id, "password reset");
