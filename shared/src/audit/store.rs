@@ -11,8 +11,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::AuditEvent;
 use super::dynamo::DynamoStore;
+use super::{AuditEvent, AuditKind, AuditReason};
 use crate::db::{Db, DbError};
 use crate::telemetry::ErrorChain;
 
@@ -43,19 +43,19 @@ pub struct StoredEvent {
     pub user_id: Uuid,
     /// When it happened (RFC 3339, UTC).
     pub at: DateTime<Utc>,
-    /// What happened: `user_registered`, `login` (a token pair issued, or refused with the
-    /// reason, `locked_out` included), `refresh` (`reuse_detected` on a spent token),
-    /// `logout`, `password_change`, `password_forgot`, `password_reset`, `profile_updated`,
-    /// `admin_user_created`, `admin_user_updated`, `admin_user_deleted`, `admin_bootstrapped`.
+    /// What happened. `login` is a token pair issued, or a refusal with its reason
+    /// (`locked_out` included); `refresh` refused with `reuse_detected` is a spent refresh
+    /// token presented again.
     #[serde(rename = "type")]
+    #[schema(value_type = AuditKind)]
     pub kind: String,
     /// `success` or `failure`.
     pub outcome: String,
     /// The client IP, when known.
     #[schema(value_type = Option<String>, required = true)]
     pub ip: Option<IpAddr>,
-    /// Why it failed, or a detail of what it did (`wrong_password`, `all_sessions`).
-    #[schema(required = true)]
+    /// Why it failed, or a detail of what it did.
+    #[schema(value_type = Option<AuditReason>, required = true)]
     pub reason: Option<String>,
     /// The admin who acted, when not the user itself.
     #[schema(required = true)]
@@ -74,10 +74,10 @@ impl StoredEvent {
             id: Uuid::now_v7(),
             user_id,
             at: event.at,
-            kind: event.kind.to_owned(),
+            kind: event.kind.as_str().to_owned(),
             outcome: event.outcome.as_str().to_owned(),
             ip: event.ip,
-            reason: event.reason.map(str::to_owned),
+            reason: event.reason.map(|r| r.as_str().to_owned()),
             actor_id: event.actor_id,
             session_id: event.session_id,
             changes: event.changes,

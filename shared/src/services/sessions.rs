@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::{DependencyError, dependency_errors, new_opaque_token};
-use crate::audit::{AuditEvent, AuditSink};
+use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::auth::Caller;
 use crate::auth::hashing::{PasswordHasher, Verification};
 use crate::auth::opaque::{self, OpaqueToken};
@@ -166,7 +166,7 @@ impl Sessions {
         self.tokens.keys().await?;
         let attempt = PasswordAttempt::new(password);
         if let Verdict::Limited { retry_after_secs } = self.limits.login_begin(&email).await? {
-            AuditEvent::failure("login", "rate_limited")
+            AuditEvent::failure(AuditKind::Login, AuditReason::RateLimited)
                 .ip(ip)
                 .record(&self.audit);
             return Err(SessionError::RateLimited { retry_after_secs });
@@ -210,7 +210,7 @@ impl Sessions {
         };
         let issued = self.issue(current.user, &session, refresh).await?;
         telemetry::count(metric::LOGIN_SUCCEEDED);
-        AuditEvent::success("login")
+        AuditEvent::success(AuditKind::Login)
             .user(user_id)
             .session(session.session_id)
             .ip(ip)
@@ -242,7 +242,7 @@ impl Sessions {
             Rotation::Rotated { session, user } => {
                 let user_id = user.user.id;
                 let issued = self.issue(user.user, &session, replacement).await?;
-                AuditEvent::success("refresh")
+                AuditEvent::success(AuditKind::Refresh)
                     .user(user_id)
                     .session(session.session_id)
                     .ip(ip)
@@ -257,7 +257,7 @@ impl Sessions {
                     .end_session(user_id, session_id, RevokeReason::RefreshReuse)
                     .await?;
                 telemetry::count(metric::REFRESH_REUSE);
-                AuditEvent::failure("refresh", "reuse_detected")
+                AuditEvent::failure(AuditKind::Refresh, AuditReason::ReuseDetected)
                     .user(user_id)
                     .session(session_id)
                     .ip(ip)
@@ -265,7 +265,7 @@ impl Sessions {
                 Err(SessionError::InvalidRefreshToken)
             }
             Rotation::Invalid => {
-                AuditEvent::failure("refresh", "invalid")
+                AuditEvent::failure(AuditKind::Refresh, AuditReason::Invalid)
                     .ip(ip)
                     .record(&self.audit);
                 Err(SessionError::InvalidRefreshToken)
@@ -281,7 +281,7 @@ impl Sessions {
         all: bool,
         ip: Option<IpAddr>,
     ) -> Result<(), SessionError> {
-        let event = AuditEvent::success("logout")
+        let event = AuditEvent::success(AuditKind::Logout)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip);
@@ -289,7 +289,7 @@ impl Sessions {
             self.revocations
                 .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
                 .await?;
-            event.reason("all_sessions").record(&self.audit);
+            event.reason(AuditReason::AllSessions).record(&self.audit);
         } else {
             self.revocations
                 .end_session(caller.user_id, caller.session_id, RevokeReason::Logout)
@@ -335,7 +335,7 @@ impl Sessions {
         let record = self.db.user_by_email(email).await?;
         let Some(record) = record else {
             self.hasher.verify_dummy(attempt).await?;
-            AuditEvent::failure("login", "unknown_email")
+            AuditEvent::failure(AuditKind::Login, AuditReason::UnknownEmail)
                 .ip(ip)
                 .record(&self.audit);
             return Err(Refusal::Credentials { user_id: None });
@@ -343,7 +343,7 @@ impl Sessions {
         let verification = self.hasher.verify(attempt, &record.password_hash).await?;
         let user_id = record.user.id;
         let refused = |reason| {
-            AuditEvent::failure("login", reason)
+            AuditEvent::failure(AuditKind::Login, reason)
                 .user(user_id)
                 .ip(ip)
                 .record(&self.audit);
@@ -352,8 +352,8 @@ impl Sessions {
             })
         };
         match verification {
-            Verification::Mismatch => refused("wrong_password"),
-            Verification::Match { .. } if record.user.disabled => refused("disabled"),
+            Verification::Mismatch => refused(AuditReason::WrongPassword),
+            Verification::Match { .. } if record.user.disabled => refused(AuditReason::Disabled),
             Verification::Match { needs_rehash } => Ok((record, needs_rehash)),
         }
     }
@@ -364,7 +364,8 @@ impl Sessions {
     async fn record_failure(&self, email: &Email, user_id: Option<Uuid>, ip: Option<IpAddr>) {
         match self.limits.login_failed(email).await {
             Ok(Some(lock_secs)) => {
-                let mut event = AuditEvent::failure("login", "locked_out").ip(ip);
+                let mut event =
+                    AuditEvent::failure(AuditKind::Login, AuditReason::LockedOut).ip(ip);
                 if let Some(user_id) = user_id {
                     event = event.user(user_id);
                 }

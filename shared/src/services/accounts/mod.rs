@@ -16,7 +16,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::{DependencyError, dependency_errors};
-use crate::audit::{AuditEvent, AuditPage, AuditSink, PagePosition as AuditPosition};
+use crate::audit::{
+    AuditEvent, AuditKind, AuditPage, AuditReason, AuditSink, PagePosition as AuditPosition,
+};
 use crate::auth::Caller;
 use crate::auth::hashing::{PasswordHasher, Verification};
 use crate::auth::revocation::Revocations;
@@ -253,19 +255,19 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         };
         let event = match by {
-            Creator::Registration { ip } => AuditEvent::success("user_registered").ip(ip),
-            Creator::Admin { admin_id, ip } => AuditEvent::success("admin_user_created")
+            Creator::Registration { ip } => AuditEvent::success(AuditKind::UserRegistered).ip(ip),
+            Creator::Admin { admin_id, ip } => AuditEvent::success(AuditKind::AdminUserCreated)
                 .actor(admin_id)
                 .ip(ip)
                 .reason(if role == Role::Admin {
-                    "role=admin"
+                    AuditReason::RoleAdmin
                 } else {
-                    "role=user"
+                    AuditReason::RoleUser
                 }),
-            Creator::CommandLine => AuditEvent::success("admin_created_by_cli"),
+            Creator::CommandLine => AuditEvent::success(AuditKind::AdminCreatedByCli),
             Creator::Bootstrap => {
                 tracing::info!(user_id = %user.id, "bootstrap admin created");
-                AuditEvent::success("admin_bootstrapped")
+                AuditEvent::success(AuditKind::AdminBootstrapped)
             }
         };
         event.user(user.id).record(&self.audit);
@@ -307,14 +309,14 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         };
         self.profiles.changed(caller.user_id).await;
-        AuditEvent::success("profile_updated")
+        AuditEvent::success(AuditKind::ProfileUpdated)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
             .reason(if email.is_some() {
-                "email_changed"
+                AuditReason::EmailChanged
             } else {
-                "name_changed"
+                AuditReason::NameChanged
             })
             .record(&self.audit);
         Ok(user)
@@ -336,7 +338,7 @@ impl Accounts {
             .ok_or(AccountError::CallerGone)?;
         let current = PasswordAttempt::new(current_password);
         if self.hasher.verify(&current, &record.password_hash).await? == Verification::Mismatch {
-            AuditEvent::failure("password_change", "wrong_current_password")
+            AuditEvent::failure(AuditKind::PasswordChange, AuditReason::WrongCurrentPassword)
                 .user(caller.user_id)
                 .session(caller.session_id)
                 .ip(ip)
@@ -360,7 +362,7 @@ impl Accounts {
             .await?;
         self.profiles.changed(caller.user_id).await;
         tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
-        AuditEvent::success("password_change")
+        AuditEvent::success(AuditKind::PasswordChange)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
@@ -435,17 +437,17 @@ impl Accounts {
         .into_iter()
         .filter_map(|(field, is_set)| is_set.then_some(field))
         .collect();
-        AuditEvent::success("admin_user_updated")
+        AuditEvent::success(AuditKind::AdminUserUpdated)
             .actor(admin.user_id)
             .user(user.id)
             .ip(ip)
             .changes(changed.join(","))
             .reason(if effects.sessions_ended {
-                "sessions_ended"
+                AuditReason::SessionsEnded
             } else if effects.access_tokens_cut_off {
-                "access_tokens_cut_off"
+                AuditReason::AccessTokensCutOff
             } else {
-                "profile_only"
+                AuditReason::ProfileOnly
             })
             .record(&self.audit);
         Ok(user)
@@ -463,7 +465,7 @@ impl Accounts {
         let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
         self.db.delete_user(id, mark).await?;
         self.profiles.changed(id).await;
-        AuditEvent::success("admin_user_deleted")
+        AuditEvent::success(AuditKind::AdminUserDeleted)
             .actor(admin.user_id)
             .user(id)
             .ip(ip)
