@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::http::ApiError;
@@ -25,9 +26,11 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct ResetPasswordRequest {
     /// The token from the reset link.
-    token: String,
+    #[schema(value_type = String)]
+    token: SecretString,
     /// The new password.
-    password: String,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
 }
 
 #[utoipa::path(
@@ -55,7 +58,11 @@ async fn reset_password(
     ApiJson(body): ApiJson<ResetPasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     accounts
-        .reset_password(&body.token, &body.password, ip.0)
+        .reset_password(
+            body.token.expose_secret(),
+            body.password.expose_secret(),
+            ip.0,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
