@@ -6,7 +6,7 @@ use axum::routing::patch;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::domain::User;
+use crate::domain::{User, UserName};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, ClientIp, present};
 use crate::http::state::AppState;
@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
 struct UpdateMeRequest {
     /// Absent: unchanged; `null`: removed; a string: set.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$")]
+    #[schema(value_type = Option<UserName>)]
     name: Option<Option<String>>,
     #[serde(default)]
     email: Option<String>,

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::USERS;
-use crate::domain::{Role, User};
+use crate::domain::{Role, User, UserName};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ClientIp};
 use crate::http::state::AppState;
@@ -28,9 +28,7 @@ struct CreateUserRequest {
     #[schema(value_type = String, format = Password)]
     password: SecretString,
     #[serde(default)]
-    #[schema(
-        pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
-    )]
+    #[schema(value_type = Option<UserName>)]
     name: Option<String>,
     #[serde(default)]
     role: Option<Role>,

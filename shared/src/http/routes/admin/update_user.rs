@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{USER, user_id};
-use crate::domain::{Role, User};
+use crate::domain::{Role, User, UserName};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ClientIp, present};
 use crate::http::state::AppState;
@@ -28,7 +28,7 @@ struct UpdateUserRequest {
     #[serde(default)]
     email: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$")]
+    #[schema(value_type = Option<UserName>)]
     name: Option<Option<String>>,
     #[serde(default)]
     role: Option<Role>,
