@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub(crate) mod problems;
 pub mod routes;
 pub mod state;
 

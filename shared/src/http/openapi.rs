@@ -335,6 +335,44 @@ mod tests {
         assert_eq!(checked, 4);
     }
 
+    /// A full hashing queue is a 503 only where a password is hashed or verified; no other
+    /// operation documents it.
+    #[test]
+    fn only_the_operations_that_hash_name_the_hashing_queue() {
+        let hashing = [
+            ("POST", routes::register::PATH),
+            ("POST", routes::login::PATH),
+            ("PUT", routes::change_password::PATH),
+            ("POST", routes::reset_password::PATH),
+            ("POST", admin::USERS),
+        ];
+        let doc = document();
+        let mut named = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ] {
+                let Some(RefOr::T(unavailable)) = operation
+                    .as_ref()
+                    .and_then(|operation| operation.responses.responses.get("503"))
+                else {
+                    continue;
+                };
+                if unavailable.description.contains("hashing queue") {
+                    named.push((method, path.as_str()));
+                }
+            }
+        }
+        named.sort();
+        let mut expected = hashing.to_vec();
+        expected.sort();
+        assert_eq!(named, expected);
+    }
+
     #[test]
     fn the_page_lists_every_path() {
         let html = render_html(&document());

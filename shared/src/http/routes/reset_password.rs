@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 
@@ -45,10 +46,9 @@ struct ResetPasswordRequest {
     responses(
         (status = 204, description = "Password replaced; every session ended"),
         (status = 400, description = "`invalid_token` (unknown, used or expired), `weak_password` or `malformed_request`", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests from this client (`rate_limited`); see `Retry-After`", body = crate::http::error::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::RateLimited,
+        problems::UnavailableOrBusy,
     )
 )]
 #[tracing::instrument(name = "reset_password", skip_all)]
