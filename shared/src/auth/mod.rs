@@ -6,8 +6,8 @@ pub mod authorizer;
 pub mod hashing;
 pub mod key_secret;
 pub mod keys;
-pub mod opaque;
-pub mod revocation;
+pub(crate) mod opaque;
+pub(crate) mod revocation;
 pub mod rules;
 pub mod tokens;
 

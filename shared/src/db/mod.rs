@@ -6,11 +6,11 @@
 //! [`DbError::Unavailable`] (503) in bounded time, never a hang. The pool reconnects by
 //! itself when the database comes back.
 
-pub mod admin;
-pub mod audit;
-pub mod reset_tokens;
-pub mod sessions;
-pub mod users;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod reset_tokens;
+pub(crate) mod sessions;
+pub(crate) mod users;
 
 use std::future::Future;
 use std::sync::Arc;
