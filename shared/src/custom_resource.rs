@@ -73,9 +73,6 @@ pub struct CustomResourceRequest {
     /// The id the resource was given (Update and Delete).
     #[serde(default)]
     pub physical_resource_id: Option<String>,
-    /// The resource's properties in the template.
-    #[serde(default)]
-    pub resource_properties: Value,
 }
 
 impl fmt::Debug for CustomResourceRequest {

@@ -242,11 +242,6 @@ impl Limits {
         Self { cache, config }
     }
 
-    /// The configured limits.
-    pub fn config(&self) -> &LimitsConfig {
-        &self.config
-    }
-
     // ----- per client IP -----
 
     /// Counts one `action` request from `ip`. An unknown IP (a Lambda event without a source

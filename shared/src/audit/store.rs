@@ -212,11 +212,6 @@ impl AuditSink {
         &self.inner.store
     }
 
-    /// Events dropped so far because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
-    }
-
     /// Queues `event` for storing, without waiting. An event that names no user is not
     /// stored (no user's trail could show it; it is in the log).
     pub fn emit(&self, event: AuditEvent) {
