@@ -78,7 +78,12 @@ impl Foundation {
             &config.jwt_audience,
             config.access_token_ttl,
         );
-        let revocations = Revocations::new(cache.clone(), db.clone(), config.access_token_ttl);
+        let revocations = Revocations::new(
+            cache.clone(),
+            db.clone(),
+            config.access_token_ttl,
+            config.session_max_lifetime,
+        );
         Ok(Self {
             db,
             cache,
@@ -139,6 +144,7 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
         settings: SessionSettings {
             refresh_token_ttl: config.refresh_token_ttl,
             session_max_lifetime: config.session_max_lifetime,
+            refresh_reuse_grace: config.refresh_reuse_grace,
         },
     });
     Ok(AppState {

@@ -111,8 +111,17 @@ pub enum AuditReason {
     ReuseDetected,
     /// An unknown, expired or revoked refresh token.
     Invalid,
+    /// A refresh of a session whose revocation an outage cut short: the revocation is
+    /// finished, and no token issued.
+    SessionEnded,
+    /// A spent refresh token presented again within the reuse grace window (a client's
+    /// retry): a new pair issued, the earlier successor gone.
+    RetriedWithinGrace,
     /// A logout that ended every session of the user.
     AllSessions,
+    /// A logout repeated after an outage cut the first one short: it finished the
+    /// revocation.
+    FinishedAfterOutage,
     /// The `current_password` of a password change was wrong.
     WrongCurrentPassword,
     /// A profile change that included the email.
@@ -150,7 +159,10 @@ impl AuditReason {
             Self::RateLimited => "rate_limited",
             Self::ReuseDetected => "reuse_detected",
             Self::Invalid => "invalid",
+            Self::SessionEnded => "session_ended",
+            Self::RetriedWithinGrace => "retried_within_grace",
             Self::AllSessions => "all_sessions",
+            Self::FinishedAfterOutage => "finished_after_outage",
             Self::WrongCurrentPassword => "wrong_current_password",
             Self::EmailChanged => "email_changed",
             Self::NameChanged => "name_changed",
@@ -329,7 +341,10 @@ mod tests {
             R::RateLimited,
             R::ReuseDetected,
             R::Invalid,
+            R::SessionEnded,
+            R::RetriedWithinGrace,
             R::AllSessions,
+            R::FinishedAfterOutage,
             R::WrongCurrentPassword,
             R::EmailChanged,
             R::NameChanged,

@@ -74,6 +74,10 @@ pub struct Config {
     /// Longest a session may live however often it is refreshed
     /// (`SESSION_MAX_LIFETIME_SECONDS`, default 90 days): the absolute expiry.
     pub session_max_lifetime: Duration,
+    /// How long a spent refresh token may be presented again and still get a new pair,
+    /// while the successor it produced is unused (`REFRESH_REUSE_GRACE_SECONDS`, default 0:
+    /// off): for a client whose answer was lost. The earlier successor then stops working.
+    pub refresh_reuse_grace: Duration,
     /// Argon2id parameters for new hashes.
     pub argon2: Argon2Config,
     /// How many hashes may run at once (`HASHING_CONCURRENCY`, default: CPU count).
@@ -365,6 +369,7 @@ impl Config {
             access_token_ttl: secs("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
             refresh_token_ttl: secs("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
             session_max_lifetime: secs("SESSION_MAX_LIFETIME_SECONDS", 90 * 24 * 3600)?,
+            refresh_reuse_grace: secs("REFRESH_REUSE_GRACE_SECONDS", 0)?,
             argon2: Argon2Config {
                 memory_kib: parse_or(&get, "ARGON2_MEMORY_KIB", Some(defaults.memory_kib))?,
                 iterations: parse_or(&get, "ARGON2_ITERATIONS", Some(defaults.iterations))?,

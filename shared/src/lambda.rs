@@ -37,7 +37,8 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::auth::authorizer::AuthorizedContext;
 use crate::config::Config;
-use crate::http::{self, ApiError, AppState, MinimumResponseTime, extract::ClientIp};
+use crate::http::extract::{ClientIp, RevokedCaller};
+use crate::http::{self, ApiError, AppState, MinimumResponseTime};
 use crate::services::DependencyError;
 use crate::telemetry;
 
@@ -187,8 +188,12 @@ async fn caller_from_authorizer(
             next.run(request).await
         }
         Ok(_) => {
+            // Revoked since issue: only logout takes such a caller (as the repeat of a
+            // revocation cut short); every other extractor then checks the bearer token
+            // itself and answers 401.
             tracing::info!(sub = %caller.user_id, "authorizer context revoked since issue");
-            ApiError::Unauthorized.into_response()
+            request.extensions_mut().insert(RevokedCaller(caller));
+            next.run(request).await
         }
         Err(e) => ApiError::from(DependencyError::from(e)).into_response(),
     }

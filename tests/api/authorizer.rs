@@ -17,7 +17,7 @@ use tower::ServiceExt as _;
 use user_service::AppState;
 use user_service::auth::authorizer::authorize_request;
 use user_service::auth::rules::RouteRules;
-use user_service::http::routes::get_me;
+use user_service::http::routes::{get_me, logout};
 use user_service_tests::jwt::{SigningKey, b64url, claims_of, decode_unverified, now};
 use user_service_tests::runtime_api::{HttpEvent, authorizer_event};
 use user_service_tests::{TestApp, TestUser, expect_status};
@@ -540,4 +540,71 @@ async fn a_function_rechecks_revocation_behind_a_cached_allow() {
         (401, json!("unauthorized")),
         "{body}"
     );
+}
+
+/// Serves `event` with the logout function as it runs on Lambda; returns the status.
+async fn invoke_logout(state: &AppState, event: &str) -> u16 {
+    let request = lambda_http::request::from_str(event)
+        .unwrap_or_else(|e| panic!("not an HTTP API event ({e}): {event}"));
+    let app = user_service::lambda::function_app(logout::router(), state.clone());
+    app.oneshot(request)
+        .await
+        .expect("infallible")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn behind_the_authorizer_a_logout_cut_short_is_finished_by_its_repeat() {
+    let app = TestApp::spawn().await;
+    let user = app.new_user().await;
+    let authorizer = Authorizer::of(&app).await;
+    let token = &user.tokens.access_token;
+    // The commit of the session's revocation fails after the Redis marker is written.
+    let db = app.database().await;
+    db.batch_execute(
+        "CREATE FUNCTION test_injected_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = 'query_canceled'; END $$;
+         CREATE CONSTRAINT TRIGGER test_fault AFTER UPDATE OF revoked_at ON sessions
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_injected_fault();",
+    )
+    .await
+    .expect("install the fault");
+    expect_status(app.logout(token, None).await, 503).await;
+    db.batch_execute("DROP TRIGGER test_fault ON sessions")
+        .await
+        .expect("remove the fault");
+
+    // The token is refused everywhere but on the logout route, where its repeat is taken.
+    let me = authorizer
+        .decide_for("GET /v1/users/me", "/v1/users/me", token)
+        .await;
+    assert_denied(&me, "a revoked token on another route");
+    let allow = authorizer
+        .decide_for("POST /v1/auth/logout", "/v1/auth/logout", token)
+        .await;
+    let context = assert_allowed_as(&allow, token, "user", "the repeat of a logout");
+    let event = HttpEvent::new("POST", "/v1/auth/logout")
+        .route_key("POST /v1/auth/logout")
+        .source_ip("203.0.113.7")
+        .authorizer_context(&context)
+        .to_json()
+        .to_string();
+    assert_eq!(invoke_logout(&authorizer.state, &event).await, 204);
+    app.assert_refresh_rejected(&user.tokens.refresh_token)
+        .await;
+    // Nothing left to finish: the same token is refused like any revoked one.
+    assert_eq!(invoke_logout(&authorizer.state, &event).await, 401);
+
+    // Another API's rules never admit a revoked token, not even on a route of that name.
+    let foreign =
+        RouteRules::from_json(r#"{"POST /v1/auth/logout": ["user", "admin"]}"#).expect("rules");
+    let other = Authorizer {
+        state: authorizer.state.clone(),
+        rules: foreign,
+    };
+    let deny = other
+        .decide_for("POST /v1/auth/logout", "/v1/auth/logout", token)
+        .await;
+    assert_denied(&deny, "another API's route");
 }

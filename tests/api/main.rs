@@ -21,6 +21,7 @@ mod password_change;
 mod password_reset;
 mod refresh;
 mod register;
+mod revocation_faults;
 mod rotation;
 mod secrets_at_rest;
 mod structure;

@@ -53,9 +53,13 @@ pub struct Authorized {
 /// Why a caller was not authorized.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Missing, malformed, badly signed, expired or revoked: a 401.
+    /// Missing, malformed, badly signed or expired: a 401.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// Authentic and unexpired, but revoked: a 401 everywhere except where a revocation
+    /// cut short by an outage may be repeated with it (logout; see [`revocation`]).
+    #[error("unauthorized: revoked")]
+    Revoked(Caller),
     /// The token could not be judged: revocation could not be checked (Redis and Postgres
     /// both unreachable) or the signing keys could not be loaded. A 503.
     #[error("authorization unavailable")]
@@ -122,7 +126,7 @@ pub async fn authorize(
         Err(VerifyError::Unavailable(e)) => return Err(AuthError::Unavailable(e.into())),
     };
     match revocations.check(&claims).await {
-        Ok(standing) if standing.revoked => Err(AuthError::Unauthorized("revoked")),
+        Ok(standing) if standing.revoked => Err(AuthError::Revoked(Caller::from(&claims))),
         Ok(standing) => Ok(Authorized {
             caller: Caller::from(&claims),
             profile: standing.profile,

@@ -1,25 +1,53 @@
-//! Revocation of access tokens that takes effect at once, on every instance.
+//! Revocation of access tokens that takes effect at once, on every instance, and never
+//! half-happens.
 //!
 //! Postgres holds the truth (`sessions.revoked_at`, `users.tokens_valid_after`). Redis holds
 //! a mirror that every authenticated request reads in one round trip (`MGET`):
-//! - `revoked:session:<sid>`: that session ended (logout, reuse, password change);
+//! - `revoked:session:<sid>`: that session ended (logout, reuse, password change, reset,
+//!   disable, delete, session deletion);
 //! - `revoked:user:<uid>` = milliseconds: tokens of that user issued at or before it are
-//!   dead (logout-all, role change, disable, delete, password reset);
-//! - `revoked:epoch`: present while the mirror is complete.
+//!   dead (role change, disable, delete, password reset);
+//! - `revoked:epoch`: present while the mirror is complete;
+//! - `revoked:pending:<uid>`: a hash of the sessions of that user whose end is marked here
+//!   but not yet known to be committed in Postgres (session id → reason): the journal that
+//!   lets anyone finish a revocation that an outage cut short.
 //!
 //! The same `MGET` reads the user's profile version for [`crate::profiles`], so `GET /me`
 //! can answer from memory without a second round trip.
 //!
-//! Markers expire with the longest access-token lifetime: after that every token they
-//! could reject has expired anyway. The epoch key has no expiry, so if Redis loses its data
-//! (a restart, a flush) the epoch is gone too, the check falls back to Postgres, and one
-//! instance rebuilds the mirror from Postgres. Redis must therefore not evict keys on its
-//! own (`maxmemory-policy noeviction`). If Redis cannot be reached at all, the check asks
-//! Postgres; if that fails too, the request gets 503. A revoked token is never accepted.
+//! # The invariant
 //!
-//! Writers set the Redis marker *before* committing to Postgres: if Redis is down the
-//! revocation fails with 503 and changes nothing, so the mirror can never miss a fact that
-//! Postgres has (the epoch covers the case of Redis losing what it had).
+//! **A session whose access tokens are refused never mints an accepted access token
+//! again**, and a revocation that answered 2xx is in full effect in both stores. Ending
+//! sessions writes in this order:
+//!
+//! 1. Redis, in one `MULTI`: each session's marker, with the *pending* lifetime (the
+//!    longest a session can live, `SESSION_MAX_LIFETIME_SECONDS`), and its journal entry.
+//!    From here on every access token of those sessions is refused, whatever happens next.
+//!    If this fails, nothing changed anywhere: the request gets 503.
+//! 2. Postgres: the sessions' `revoked_at` (their refresh tokens stop working). If this
+//!    fails the request gets 503, and the markers stay until the sessions could not live
+//!    anyway: no marker expires before its session is revoked in Postgres or dead.
+//! 3. Redis: the journal entries are removed and the markers shortened to the access-token
+//!    lifetime plus a margin (after which every token they could reject has expired). If
+//!    this fails the request still succeeds: both stores agree; the marker lives longer
+//!    and the journal entry is finished again, harmlessly, later.
+//!
+//! A revocation cut off between 1 and 2 is finished ([`Revocations::finish_pending`]) by
+//! whoever meets it first: its repeat (a logout whose token the first attempt already cut
+//! off is accepted as that repeat), a refresh of one of its sessions (which then answers
+//! `invalid_refresh_token`: [`Revocations::session_ended`] is asked after every rotation),
+//! or any later revocation of the same user. A cut-off of access tokens alone (a role
+//! change) ends no session and needs no journal: a refresh after it rightly mints a token.
+//!
+//! Markers of finished revocations expire with the longest access-token lifetime. The epoch
+//! key has no expiry, so if Redis loses its data (a restart, a flush) the epoch is gone too,
+//! the check falls back to Postgres, and one instance rebuilds the mirror from Postgres.
+//! Redis must therefore not evict keys on its own (`maxmemory-policy noeviction`). If Redis
+//! cannot be reached at all, the check asks Postgres; if that fails too, the request gets
+//! 503. A revoked token is never accepted. (A Redis that lost a journal entry lost its
+//! markers with it: then neither store refuses that session, and it simply goes on, as if
+//! the revocation had failed at step 1.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +62,7 @@ use crate::db::sessions::RevokeReason;
 use crate::db::{Db, DbError};
 use crate::profiles::ProfileVersion;
 use crate::redis_store::{Cache, CacheError};
+use crate::telemetry::ErrorChain;
 
 /// Why a revocation could not be made; nothing was revoked in Postgres when Redis failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,18 +94,30 @@ pub struct Standing {
 pub struct Revocations {
     cache: Cache,
     db: Db,
-    /// How long a marker must live: the access-token lifetime plus a margin.
+    /// How long a marker must live once its revocation is committed: the access-token
+    /// lifetime plus a margin.
     marker_ttl: Duration,
+    /// How long a marker and its journal entry live until then: the longest a session can.
+    pending_ttl: Duration,
     rebuilding: Arc<AtomicBool>,
 }
 
 impl Revocations {
-    /// Markers live as long as an access token can (`access_token_ttl`) plus a margin.
-    pub fn new(cache: Cache, db: Db, access_token_ttl: Duration) -> Self {
+    /// Markers of committed revocations live as long as an access token can
+    /// (`access_token_ttl`) plus a margin; pending ones as long as a session can
+    /// (`session_max_lifetime`).
+    pub fn new(
+        cache: Cache,
+        db: Db,
+        access_token_ttl: Duration,
+        session_max_lifetime: Duration,
+    ) -> Self {
+        let marker_ttl = access_token_ttl + Duration::from_secs(60);
         Self {
             cache,
             db,
-            marker_ttl: access_token_ttl + Duration::from_secs(60),
+            marker_ttl,
+            pending_ttl: session_max_lifetime.max(marker_ttl),
             rebuilding: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -87,6 +128,10 @@ impl Revocations {
 
     fn user_key(&self, user_id: Uuid) -> String {
         self.cache.key(format_args!("revoked:user:{user_id}"))
+    }
+
+    fn pending_key(&self, user_id: Uuid) -> String {
+        self.cache.key(format_args!("revoked:pending:{user_id}"))
     }
 
     fn epoch_key(&self) -> String {
@@ -137,7 +182,7 @@ impl Revocations {
                 in_db(profile.into()).await
             }
             Err(e) => {
-                tracing::warn!(error = %crate::telemetry::ErrorChain(&e), "redis unreachable; checking revocation in Postgres");
+                tracing::warn!(error = %ErrorChain(&e), "redis unreachable; checking revocation in Postgres");
                 in_db(ProfileVersion::Unknown).await
             }
         }
@@ -156,9 +201,8 @@ impl Revocations {
         Ok(state.session_revoked || state.user_inactive || cut_off)
     }
 
-    /// Marks sessions as ended in the mirror. Call before committing the revocation to
-    /// Postgres.
-    pub async fn mark_sessions(&self, session_ids: &[Uuid]) -> Result<(), CacheError> {
+    /// Marks finished revocations' sessions in the mirror (the rebuild from Postgres).
+    async fn mark_sessions(&self, session_ids: &[Uuid]) -> Result<(), CacheError> {
         if session_ids.is_empty() {
             return Ok(());
         }
@@ -171,6 +215,61 @@ impl Revocations {
         self.cache
             .timed(pipe.query_async::<()>(&mut connection))
             .await
+    }
+
+    /// Step 1 of ending sessions (see the module docs): their markers with the pending
+    /// lifetime and their journal entries, atomically. Call before writing Postgres.
+    pub async fn begin_ending(
+        &self,
+        user_id: Uuid,
+        session_ids: &[Uuid],
+        reason: RevokeReason,
+    ) -> Result<(), CacheError> {
+        if session_ids.is_empty() {
+            return Ok(());
+        }
+        let pending = self.pending_key(user_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for &sid in session_ids {
+            pipe.set_ex(self.session_key(sid), 1, self.pending_ttl.as_secs())
+                .ignore();
+            pipe.hset(&pending, sid.to_string(), reason.as_str())
+                .ignore();
+        }
+        pipe.expire(&pending, self.pending_ttl.as_secs() as i64)
+            .ignore();
+        let mut connection = self.cache.connection().await?;
+        self.cache
+            .timed(pipe.query_async::<()>(&mut connection))
+            .await
+    }
+
+    /// Step 3 of ending sessions: they are revoked in Postgres, so their journal entries go
+    /// and their markers shrink to the access-token lifetime. A failure is logged, not
+    /// returned: both stores agree already.
+    async fn end_committed(&self, user_id: Uuid, session_ids: &[Uuid]) {
+        if session_ids.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for &sid in session_ids {
+            pipe.expire(self.session_key(sid), self.marker_ttl.as_secs() as i64)
+                .ignore();
+            pipe.hdel(self.pending_key(user_id), sid.to_string())
+                .ignore();
+        }
+        let result: Result<(), CacheError> = async {
+            let mut connection = self.cache.connection().await?;
+            self.cache
+                .timed(pipe.query_async::<()>(&mut connection))
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%user_id, error = %ErrorChain(&e),
+                "revocation committed; its journal entry stays until it is finished again");
+        }
     }
 
     /// Marks every token of `user_id` issued at or before `at` as dead in the mirror.
@@ -197,40 +296,88 @@ impl Revocations {
             .map(drop)
     }
 
-    /// Ends one session of `user_id`: marker first, then Postgres.
+    /// Ends one session of `user_id` (logout, reuse, session deletion), in the order of the
+    /// module docs. Finishes the user's pending revocations first.
     pub async fn end_session(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         reason: RevokeReason,
     ) -> Result<(), RevocationError> {
-        self.mark_sessions(&[session_id]).await?;
-        self.db.revoke_session(user_id, session_id, reason).await?;
+        self.finish_pending(user_id).await?;
+        self.begin_ending(user_id, &[session_id], reason).await?;
+        self.db
+            .revoke_sessions(user_id, &[session_id], reason)
+            .await?;
+        self.end_committed(user_id, &[session_id]).await;
         Ok(())
     }
 
-    /// Ends every session of `user_id` except `keep` (logout-all, password change and reset,
-    /// disable): markers first, then Postgres. Returns how many sessions ended.
+    /// Ends every live session of `user_id` except `keep` (logout-all, password change and
+    /// reset), in the order of the module docs: the sessions live when Postgres is read are
+    /// the ones ended. Returns how many.
     pub async fn end_sessions(
         &self,
         user_id: Uuid,
         keep: Option<Uuid>,
         reason: RevokeReason,
     ) -> Result<usize, RevocationError> {
+        self.finish_pending(user_id).await?;
         let live = self.db.live_session_ids(user_id, keep).await?;
-        self.mark_sessions(&live).await?;
-        let revoked = self.db.revoke_user_sessions(user_id, keep, reason).await?;
-        // A session started between the two queries: mark it too (rare; it is revoked in
-        // Postgres already, so its refresh token is dead whatever happens here).
-        let late: Vec<Uuid> = revoked
-            .iter()
-            .filter(|id| !live.contains(id))
-            .copied()
-            .collect();
-        if let Err(e) = self.mark_sessions(&late).await {
-            tracing::warn!(error = %crate::telemetry::ErrorChain(&e), sessions = late.len(), "could not mark late sessions");
+        self.begin_ending(user_id, &live, reason).await?;
+        self.db.revoke_sessions(user_id, &live, reason).await?;
+        self.end_committed(user_id, &live).await;
+        Ok(live.len())
+    }
+
+    /// After an admin's disable or delete committed (its step 2 ran in the admin's own
+    /// transaction, after [`Self::begin_ending`]): step 3.
+    pub async fn sessions_ended(&self, user_id: Uuid, session_ids: &[Uuid]) {
+        self.end_committed(user_id, session_ids).await;
+    }
+
+    /// Finishes every revocation of `user_id` that was marked but perhaps not committed
+    /// (see the module docs); returns the sessions it found pending. Idempotent.
+    pub async fn finish_pending(&self, user_id: Uuid) -> Result<Vec<Uuid>, RevocationError> {
+        let mut connection = self.cache.connection().await?;
+        let pending: Vec<(String, String)> = self
+            .cache
+            .timed(connection.hgetall(self.pending_key(user_id)))
+            .await?;
+        if pending.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(revoked.len())
+        let mut finished = Vec::with_capacity(pending.len());
+        for (sid, reason) in &pending {
+            let Ok(sid) = sid.parse::<Uuid>() else {
+                continue;
+            };
+            let reason = RevokeReason::parse(reason).unwrap_or(RevokeReason::Logout);
+            self.db.revoke_sessions(user_id, &[sid], reason).await?;
+            finished.push(sid);
+        }
+        self.end_committed(user_id, &finished).await;
+        tracing::info!(%user_id, sessions = finished.len(), "finished pending revocations");
+        Ok(finished)
+    }
+
+    /// Whether the mirror says `session_id` ended: asked after a refresh rotated a token,
+    /// since only a revocation cut short has a marker for a session Postgres calls live.
+    /// `None` when Redis cannot be asked (every check then falls back to Postgres, which
+    /// agrees with the rotation).
+    pub async fn session_ended(&self, session_id: Uuid) -> Option<bool> {
+        let result: Result<bool, CacheError> = async {
+            let mut connection = self.cache.connection().await?;
+            self.cache
+                .timed(connection.exists(self.session_key(session_id)))
+                .await
+        }
+        .await;
+        result
+            .inspect_err(
+                |e| tracing::warn!(error = %ErrorChain(e), "could not read the session marker"),
+            )
+            .ok()
     }
 
     /// Rejects every access token of `user_id` issued until now, leaving sessions alive
@@ -260,7 +407,7 @@ impl Revocations {
         let this = self.clone();
         tokio::spawn(async move {
             if let Err(e) = this.rebuild().await {
-                tracing::warn!(error = %crate::telemetry::ErrorChain(e.as_ref()), "rebuilding the revocation mirror failed");
+                tracing::warn!(error = %ErrorChain(e.as_ref()), "rebuilding the revocation mirror failed");
             }
             this.rebuilding.store(false, Ordering::Release);
         });

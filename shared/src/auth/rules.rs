@@ -196,6 +196,8 @@ pub struct RouteRules {
     exact: BTreeMap<String, Vec<Role>>,
     patterns: Vec<Rule>,
     default: Option<Vec<Role>>,
+    /// These are this service's own rules, so its own routes are behind them.
+    service_default: bool,
 }
 
 impl RouteRules {
@@ -206,6 +208,7 @@ impl RouteRules {
             exact: BTreeMap::new(),
             patterns: Vec::new(),
             default: None,
+            service_default: false,
         };
         for (key, names) in raw {
             let roles = names
@@ -234,7 +237,14 @@ impl RouteRules {
 
     /// This service's own rules ([`SERVICE_DEFAULT_RULES`]; a unit test keeps them valid).
     pub fn service_default() -> Result<Self, RulesError> {
-        Self::from_json(SERVICE_DEFAULT_RULES)
+        let mut rules = Self::from_json(SERVICE_DEFAULT_RULES)?;
+        rules.service_default = true;
+        Ok(rules)
+    }
+
+    /// Whether these are this service's own rules (not another API's).
+    pub fn is_service_default(&self) -> bool {
+        self.service_default
     }
 
     /// The configured rules (`AUTHORIZER_ROUTE_RULES`), else [`Self::service_default`].

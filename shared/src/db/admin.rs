@@ -60,12 +60,14 @@ impl From<tokio_postgres::Error> for AdminChangeError {
 }
 
 /// What an admin change did to the user's tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeEffects {
     /// Access tokens issued before the change are rejected (role change, disable, delete).
     pub access_tokens_cut_off: bool,
     /// Every session ended (disable, delete).
     pub sessions_ended: bool,
+    /// The sessions it ended.
+    pub ended_sessions: Vec<Uuid>,
 }
 
 impl Db {
@@ -105,9 +107,9 @@ impl Db {
     }
 
     /// Applies an admin's change to user `id`. When it cuts off the user's tokens, `mark`
-    /// (which writes the Redis marker for the cut-off instant it is given) runs before the
-    /// commit: if it fails, nothing changes. The cut-off instant is taken only once the
-    /// user's row is locked (see `sessions::lock_active_user` for why).
+    /// (which writes the Redis markers for the cut-off instant and the sessions it is given)
+    /// runs before the commit: if it fails, nothing changes. The cut-off instant is taken
+    /// only once the user's row is locked (see `sessions::lock_active_user` for why).
     pub async fn change_user<M, F>(
         &self,
         id: Uuid,
@@ -115,7 +117,7 @@ impl Db {
         mark: M,
     ) -> Result<(User, ChangeEffects), AdminChangeError>
     where
-        M: FnOnce(DateTime<Utc>) -> F,
+        M: FnOnce(DateTime<Utc>, Vec<Uuid>) -> F,
         F: Future<Output = anyhow::Result<()>>,
     {
         self.timed(async {
@@ -132,6 +134,7 @@ impl Db {
                 access_tokens_cut_off: change.role.is_some_and(|r| r != current.user.role)
                     || disabled,
                 sessions_ended: disabled,
+                ended_sessions: Vec::new(),
             };
             let (set_name, name) = match change.name {
                 Some(name) => (true, name.map(UserName::as_str)),
@@ -166,11 +169,12 @@ impl Db {
                 .await
                 .map_err(DbError::from)?;
             let updated = from_row(&row)?;
+            let mut effects = effects;
             if effects.sessions_ended {
-                end_all_sessions(&tx, id, "disabled").await?;
+                effects.ended_sessions = end_all_sessions(&tx, id, "disabled").await?;
             }
             if effects.access_tokens_cut_off {
-                mark(at)
+                mark(at, effects.ended_sessions.clone())
                     .await
                     .map_err(|e| AdminChangeError::Db(DbError::Unavailable(e)))?;
             }
@@ -181,10 +185,11 @@ impl Db {
     }
 
     /// Deletes user `id` (soft: the row stays for the audit trail, the email is free again),
-    /// ends its sessions and cuts off its tokens; `mark` runs before the commit.
-    pub async fn delete_user<M, F>(&self, id: Uuid, mark: M) -> Result<(), AdminChangeError>
+    /// ends its sessions and cuts off its tokens; `mark` runs before the commit. Returns the
+    /// sessions it ended.
+    pub async fn delete_user<M, F>(&self, id: Uuid, mark: M) -> Result<Vec<Uuid>, AdminChangeError>
     where
-        M: FnOnce(DateTime<Utc>) -> F,
+        M: FnOnce(DateTime<Utc>, Vec<Uuid>) -> F,
         F: Future<Output = anyhow::Result<()>>,
     {
         self.timed(async {
@@ -202,12 +207,12 @@ impl Db {
                 &[&id, &at],
             )
             .await?;
-            end_all_sessions(&tx, id, "deleted").await?;
-            mark(at)
+            let ended = end_all_sessions(&tx, id, "deleted").await?;
+            mark(at, ended.clone())
                 .await
                 .map_err(|e| AdminChangeError::Db(DbError::Unavailable(e)))?;
             tx.commit().await?;
-            Ok(())
+            Ok(ended)
         })
         .await
     }
@@ -272,14 +277,19 @@ async fn end_all_sessions(
     tx: &tokio_postgres::Transaction<'_>,
     id: Uuid,
     reason: &str,
-) -> Result<(), AdminChangeError> {
-    tx.execute(
-        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
-         WHERE user_id = $1 AND revoked_at IS NULL",
-        &[&id, &reason],
-    )
-    .await?;
-    Ok(())
+) -> Result<Vec<Uuid>, AdminChangeError> {
+    let rows = tx
+        .query(
+            "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+             WHERE user_id = $1 AND revoked_at IS NULL
+             RETURNING id",
+            &[&id, &reason],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?)
 }
 
 impl Db {

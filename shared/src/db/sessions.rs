@@ -24,17 +24,39 @@ pub enum RevokeReason {
     PasswordChange,
     /// The password was reset by email (every session ends).
     PasswordReset,
+    /// An admin disabled the user.
+    Disabled,
+    /// An admin deleted the user.
+    Deleted,
 }
 
 impl RevokeReason {
-    fn as_str(self) -> &'static str {
+    const ALL: [Self; 7] = [
+        Self::Logout,
+        Self::LogoutAll,
+        Self::RefreshReuse,
+        Self::PasswordChange,
+        Self::PasswordReset,
+        Self::Disabled,
+        Self::Deleted,
+    ];
+
+    /// As stored (`sessions.revoked_reason`, the revocation journal).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Logout => "logout",
             Self::LogoutAll => "logout_all",
             Self::RefreshReuse => "refresh_reuse",
             Self::PasswordChange => "password_change",
             Self::PasswordReset => "password_reset",
+            Self::Disabled => "disabled",
+            Self::Deleted => "deleted",
         }
+    }
+
+    /// The reason stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 
@@ -73,6 +95,50 @@ async fn lock_active_user(
     Ok(Some((user, reserve_token_id())))
 }
 
+/// The session a refresh token was spent in.
+struct SpentFor {
+    session_id: Uuid,
+    user_id: Uuid,
+    absolute_expires_at: DateTime<Utc>,
+}
+
+/// The rest of a rotation once the presented token is spent for `replacement`: the user
+/// re-read under a share lock (an admin change may have committed since the spend looked at
+/// the row), the replacement stored, the session's `last_refreshed_at` moved, the commit.
+async fn finish_rotation(
+    tx: Transaction<'_>,
+    session: SpentFor,
+    replacement: &[u8],
+    refresh_ttl: Duration,
+    retried: bool,
+) -> Result<Rotation, DbError> {
+    let Some((user, access_token_id)) = lock_active_user(&tx, session.user_id).await? else {
+        return Ok(Rotation::Invalid);
+    };
+    let refresh_expires_at = store_refresh_token(
+        &tx,
+        replacement,
+        session.session_id,
+        refresh_ttl,
+        session.absolute_expires_at,
+    )
+    .await?;
+    let touch = tx
+        .prepare_cached("UPDATE sessions SET last_refreshed_at = now() WHERE id = $1")
+        .await?;
+    tx.execute(&touch, &[&session.session_id]).await?;
+    tx.commit().await?;
+    Ok(Rotation::Rotated {
+        session: IssuedSession {
+            session_id: session.session_id,
+            refresh_expires_at,
+            access_token_id,
+        },
+        user: Box::new(user),
+        retried,
+    })
+}
+
 /// A fresh access-token id; its UUIDv7 timestamp is the token's issue instant.
 fn reserve_token_id() -> Uuid {
     Uuid::now_v7()
@@ -87,6 +153,9 @@ pub enum Rotation {
         session: IssuedSession,
         /// The session's user, as it is now (its role may have changed).
         user: Box<UserRecord>,
+        /// A spent token presented again within the grace window (its earlier successor
+        /// is gone).
+        retried: bool,
     },
     /// The token was spent already: reuse. The caller must revoke the session.
     Reused {
@@ -194,19 +263,24 @@ impl Db {
     ///
     /// The spend is one conditional `UPDATE ... WHERE spent_at IS NULL`: when several
     /// requests present the same token at once, Postgres lets exactly one of them match;
-    /// the others then find it spent, which is reuse, and the session is revoked.
+    /// the others then find it spent. A spent token is reuse (the caller revokes the
+    /// session), unless it was spent less than `grace` ago and the successor it produced is
+    /// still unused: then that successor is deleted and `replacement` takes its place (a
+    /// client retrying after a lost answer). Either way the session has one live refresh
+    /// token: retries of one token serialise on that token's row lock.
     pub async fn rotate_refresh_token(
         &self,
         presented: &[u8],
         replacement: &[u8],
         refresh_ttl: Duration,
+        grace: Duration,
     ) -> Result<Rotation, DbError> {
         self.timed(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let spend = tx
                 .prepare_cached(
-                    "UPDATE refresh_tokens rt SET spent_at = now()
+                    "UPDATE refresh_tokens rt SET spent_at = now(), replaced_by = $2
                      FROM sessions s, users u
                      WHERE rt.token_hash = $1 AND rt.spent_at IS NULL AND rt.expires_at > now()
                        AND s.id = rt.session_id AND s.revoked_at IS NULL
@@ -215,71 +289,90 @@ impl Db {
                      RETURNING s.id AS session_id, s.absolute_expires_at, s.user_id",
                 )
                 .await?;
-            let spent = tx.query_opt(&spend, &[&presented]).await?;
+            let spent = tx.query_opt(&spend, &[&presented, &replacement]).await?;
             if let Some(row) = spent {
-                let session_id: Uuid = row.try_get("session_id")?;
-                let absolute: DateTime<Utc> = row.try_get("absolute_expires_at")?;
-                let user_id: Uuid = row.try_get("user_id")?;
-                // Re-read the user under a share lock: an admin change may have committed
-                // since the UPDATE above looked at the row.
-                let Some((user, access_token_id)) = lock_active_user(&tx, user_id).await? else {
-                    return Ok(Rotation::Invalid);
+                let session = SpentFor {
+                    session_id: row.try_get("session_id")?,
+                    absolute_expires_at: row.try_get("absolute_expires_at")?,
+                    user_id: row.try_get("user_id")?,
                 };
-                let refresh_expires_at =
-                    store_refresh_token(&tx, replacement, session_id, refresh_ttl, absolute)
-                        .await?;
-                let touch = tx
-                    .prepare_cached("UPDATE sessions SET last_refreshed_at = now() WHERE id = $1")
-                    .await?;
-                tx.execute(&touch, &[&session_id]).await?;
-                tx.commit().await?;
-                return Ok(Rotation::Rotated {
-                    session: IssuedSession {
-                        session_id,
-                        refresh_expires_at,
-                        access_token_id,
-                    },
-                    user: Box::new(user),
-                });
+                return finish_rotation(tx, session, replacement, refresh_ttl, false).await;
             }
+            // Spent already (or unknown): lock it, so that retries of one token take turns.
             let reused = tx
                 .query_opt(
-                    "SELECT s.id, s.user_id FROM refresh_tokens rt
+                    "SELECT s.id, s.user_id, s.absolute_expires_at, rt.replaced_by,
+                            rt.spent_at > now() - make_interval(secs => $2) AS in_grace,
+                            s.revoked_at IS NULL AND s.absolute_expires_at > now() AS live
+                     FROM refresh_tokens rt
                      JOIN sessions s ON s.id = rt.session_id
-                     WHERE rt.token_hash = $1 AND rt.spent_at IS NOT NULL",
-                    &[&presented],
+                     WHERE rt.token_hash = $1 AND rt.spent_at IS NOT NULL
+                     FOR UPDATE OF rt",
+                    &[&presented, &pg_interval(grace)],
                 )
                 .await?;
             let Some(row) = reused else {
                 return Ok(Rotation::Invalid);
             };
-            // The caller marks the session in Redis first, then revokes it here, so the
-            // mirror never misses a revocation that Postgres has.
-            Ok(Rotation::Reused {
+            let session = SpentFor {
                 session_id: row.try_get(0)?,
                 user_id: row.try_get(1)?,
+                absolute_expires_at: row.try_get(2)?,
+            };
+            let successor: Option<Vec<u8>> = row.try_get(3)?;
+            let in_grace: bool = row.try_get(4)?;
+            let live: bool = row.try_get(5)?;
+            if in_grace && live {
+                // Deleted only while nobody has used it (locked: a concurrent spend of the
+                // successor waits, then finds it gone).
+                let unused = tx
+                    .execute(
+                        "DELETE FROM refresh_tokens
+                         WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > now()",
+                        &[&successor],
+                    )
+                    .await?;
+                if unused == 1 {
+                    tx.execute(
+                        "UPDATE refresh_tokens SET replaced_by = $2 WHERE token_hash = $1",
+                        &[&presented, &replacement],
+                    )
+                    .await?;
+                    return finish_rotation(tx, session, replacement, refresh_ttl, true).await;
+                }
+            }
+            // The caller marks the session in Redis first, then revokes it, so the mirror
+            // never misses a revocation that Postgres has.
+            Ok(Rotation::Reused {
+                session_id: session.session_id,
+                user_id: session.user_id,
             })
         })
         .await
     }
 
-    /// Revokes one session of `user_id`; false when it was revoked already or is not theirs.
-    pub async fn revoke_session(
+    /// Revokes the sessions `session_ids` of `user_id` (those not revoked already and not
+    /// another user's); returns how many it revoked now. Idempotent.
+    pub async fn revoke_sessions(
         &self,
         user_id: Uuid,
-        session_id: Uuid,
+        session_ids: &[Uuid],
         reason: RevokeReason,
-    ) -> Result<bool, DbError> {
+    ) -> Result<u64, DbError> {
+        if session_ids.is_empty() {
+            return Ok(0);
+        }
         self.timed(async {
             let client = self.client().await?;
-            let n = client
-                .execute(
+            let stmt = client
+                .prepare_cached(
                     "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
-                     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-                    &[&session_id, &user_id, &reason.as_str()],
+                     WHERE id = ANY($1) AND user_id = $2 AND revoked_at IS NULL",
                 )
                 .await?;
-            Ok(n == 1)
+            Ok(client
+                .execute(&stmt, &[&session_ids, &user_id, &reason.as_str()])
+                .await?)
         })
         .await
     }
@@ -298,31 +391,6 @@ impl Db {
                      WHERE user_id = $1 AND revoked_at IS NULL
                        AND ($2::uuid IS NULL OR id <> $2)",
                     &[&user_id, &keep],
-                )
-                .await?;
-            rows.iter()
-                .map(|r| r.try_get(0).map_err(DbError::from))
-                .collect()
-        })
-        .await
-    }
-
-    /// Revokes every live session of `user_id` except `keep`; returns the revoked ids.
-    pub async fn revoke_user_sessions(
-        &self,
-        user_id: Uuid,
-        keep: Option<Uuid>,
-        reason: RevokeReason,
-    ) -> Result<Vec<Uuid>, DbError> {
-        self.timed(async {
-            let client = self.client().await?;
-            let rows = client
-                .query(
-                    "UPDATE sessions SET revoked_at = now(), revoked_reason = $3
-                     WHERE user_id = $1 AND revoked_at IS NULL
-                       AND ($2::uuid IS NULL OR id <> $2)
-                     RETURNING id",
-                    &[&user_id, &keep, &reason.as_str()],
                 )
                 .await?;
             rows.iter()

@@ -249,6 +249,7 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidEmail(e) => e.into(),
             SessionError::InvalidCredentials => ApiError::InvalidCredentials,
             SessionError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            SessionError::Unauthorized => ApiError::Unauthorized,
             SessionError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }

@@ -135,6 +135,46 @@ where
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match Authenticator::from_ref(state).authorize(token).await {
             Ok(authorized) => Ok(authorized),
+            Err(AuthError::Unauthorized(_) | AuthError::Revoked(_)) => Err(ApiError::Unauthorized),
+            Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
+        }
+    }
+}
+
+/// The caller of a logout: a live token, or one that a revocation cut off, which logout
+/// accepts as the repeat of a revocation that an outage cut short (the service decides
+/// whether there is one to finish; see [`crate::auth::revocation`]).
+#[derive(Debug, Clone, Copy)]
+pub enum LogoutCaller {
+    /// A valid, unrevoked token.
+    Live(Caller),
+    /// An authentic, unexpired token that is revoked.
+    CutOff(Caller),
+}
+
+/// Behind API Gateway: the caller of the authorizer's context whose token was revoked since
+/// (set by [`crate::lambda`] instead of answering 401, so that logout can take it).
+#[derive(Debug, Clone, Copy)]
+pub struct RevokedCaller(pub Caller);
+
+impl<S> FromRequestParts<S> for LogoutCaller
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(authorized) = parts.extensions.get::<Authorized>() {
+            return Ok(LogoutCaller::Live(authorized.caller));
+        }
+        if let Some(RevokedCaller(caller)) = parts.extensions.get::<RevokedCaller>() {
+            return Ok(LogoutCaller::CutOff(*caller));
+        }
+        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        match Authenticator::from_ref(state).authorize(token).await {
+            Ok(authorized) => Ok(LogoutCaller::Live(authorized.caller)),
+            Err(AuthError::Revoked(caller)) => Ok(LogoutCaller::CutOff(caller)),
             Err(AuthError::Unauthorized(_)) => Err(ApiError::Unauthorized),
             Err(AuthError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
         }

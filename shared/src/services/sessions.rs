@@ -46,6 +46,9 @@ pub struct SessionSettings {
     /// Absolute expiry of a session however often it is refreshed
     /// (`SESSION_MAX_LIFETIME_SECONDS`).
     pub session_max_lifetime: Duration,
+    /// How long a spent refresh token may be presented again while its successor is
+    /// unused (`REFRESH_REUSE_GRACE_SECONDS`; zero: never).
+    pub refresh_reuse_grace: Duration,
 }
 
 /// Why a session operation did not succeed.
@@ -60,6 +63,9 @@ pub enum SessionError {
     /// The refresh token is unknown, expired, revoked or reused.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// The access token is revoked and there is no cut-short revocation to finish with it.
+    #[error("unauthorized")]
+    Unauthorized,
     /// An abuse limit was reached.
     #[error("rate limited; retry after {retry_after_secs} s")]
     RateLimited {
@@ -236,17 +242,40 @@ impl Sessions {
                 &presented,
                 replacement.hash(),
                 self.settings.refresh_token_ttl,
+                self.settings.refresh_reuse_grace,
             )
             .await?;
         match rotation {
-            Rotation::Rotated { session, user } => {
+            Rotation::Rotated {
+                session,
+                user,
+                retried,
+            } => {
                 let user_id = user.user.id;
+                // A revocation of this session cut short by an outage (its marker written,
+                // its Postgres write not): finish it, and mint nothing.
+                if self.revocations.session_ended(session.session_id).await == Some(true) {
+                    self.revocations
+                        .end_session(user_id, session.session_id, RevokeReason::Logout)
+                        .await?;
+                    AuditEvent::failure(AuditKind::Refresh, AuditReason::SessionEnded)
+                        .user(user_id)
+                        .session(session.session_id)
+                        .ip(ip)
+                        .record(&self.audit);
+                    return Err(SessionError::InvalidRefreshToken);
+                }
                 let issued = self.issue(user.user, &session, replacement).await?;
-                AuditEvent::success(AuditKind::Refresh)
+                let event = AuditEvent::success(AuditKind::Refresh)
                     .user(user_id)
                     .session(session.session_id)
-                    .ip(ip)
-                    .record(&self.audit);
+                    .ip(ip);
+                if retried {
+                    event.reason(AuditReason::RetriedWithinGrace)
+                } else {
+                    event
+                }
+                .record(&self.audit);
                 Ok(issued)
             }
             Rotation::Reused {
@@ -296,6 +325,28 @@ impl Sessions {
                 .await?;
             event.record(&self.audit);
         }
+        Ok(())
+    }
+
+    /// A logout with a token that a revocation cut off: the repeat of a logout (or any
+    /// revocation) that an outage cut short. Finishes the user's pending revocations; when
+    /// the token's own session was among them, that is the logout done (all of them, for a
+    /// logout-all), else the token is simply revoked.
+    pub async fn logout_again(
+        &self,
+        caller: Caller,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SessionError> {
+        let finished = self.revocations.finish_pending(caller.user_id).await?;
+        if !finished.contains(&caller.session_id) {
+            return Err(SessionError::Unauthorized);
+        }
+        AuditEvent::success(AuditKind::Logout)
+            .user(caller.user_id)
+            .session(caller.session_id)
+            .ip(ip)
+            .reason(AuditReason::FinishedAfterOutage)
+            .record(&self.audit);
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use crate::http::ApiError;
-use crate::http::extract::{Authenticated, ClientIp, OptionalJson};
+use crate::http::extract::{ClientIp, LogoutCaller, OptionalJson};
 use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Sessions;
@@ -47,11 +47,14 @@ struct LogoutRequest {
 #[tracing::instrument(name = "logout", skip_all)]
 async fn logout(
     State(sessions): State<Sessions>,
-    Authenticated { caller, .. }: Authenticated,
+    caller: LogoutCaller,
     ip: ClientIp,
     OptionalJson(body): OptionalJson<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
     let all = body.unwrap_or_default().all;
-    sessions.logout(caller, all, ip.0).await?;
+    match caller {
+        LogoutCaller::Live(caller) => sessions.logout(caller, all, ip.0).await?,
+        LogoutCaller::CutOff(caller) => sessions.logout_again(caller, ip.0).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -419,14 +419,16 @@ impl Accounts {
             role: update.role,
             disabled: update.disabled,
         };
-        let revocations = &self.revocations;
-        let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
+        let mark = |at, ended: Vec<Uuid>| self.mark_cut_off(id, at, ended, RevokeReason::Disabled);
         let (user, effects) = match self.db.change_user(id, change, mark).await {
             Err(AdminChangeError::Db(DbError::EmailTaken)) => {
                 return Err(AccountError::EmailTaken);
             }
             changed => changed?,
         };
+        self.revocations
+            .sessions_ended(id, &effects.ended_sessions)
+            .await;
         self.profiles.changed(id).await;
         let changed: Vec<&str> = [
             ("email", email.is_some()),
@@ -461,15 +463,32 @@ impl Accounts {
         id: Uuid,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        let revocations = &self.revocations;
-        let mark = |at| async move { Ok(revocations.mark_user(id, at).await?) };
-        self.db.delete_user(id, mark).await?;
+        let mark = |at, ended: Vec<Uuid>| self.mark_cut_off(id, at, ended, RevokeReason::Deleted);
+        let ended = self.db.delete_user(id, mark).await?;
+        self.revocations.sessions_ended(id, &ended).await;
         self.profiles.changed(id).await;
         AuditEvent::success(AuditKind::AdminUserDeleted)
             .actor(admin.user_id)
             .user(id)
             .ip(ip)
             .record(&self.audit);
+        Ok(())
+    }
+}
+
+impl Accounts {
+    /// The Redis half of an admin's cut-off, run inside its transaction before the commit:
+    /// the sessions it ends (step 1 of the revocation order, see
+    /// [`crate::auth::revocation`]) and the user's cut-off instant.
+    async fn mark_cut_off(
+        &self,
+        id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+        ended: Vec<Uuid>,
+        reason: RevokeReason,
+    ) -> anyhow::Result<()> {
+        self.revocations.begin_ending(id, &ended, reason).await?;
+        self.revocations.mark_user(id, at).await?;
         Ok(())
     }
 }
