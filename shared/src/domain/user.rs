@@ -76,10 +76,10 @@ impl UserName {
     pub const MAX_CHARS: usize = 100;
 
     /// What [`UserName::parse`] accepts, as the JSON Schema `pattern` of the request fields
-    /// (the `UserName` schema, which every request's `name` refers to): optional
-    /// surrounding whitespace (Rust's `char::is_whitespace`), then 1
-    /// to 100 characters without a control character (`char::is_control`: U+0000-U+001F,
-    /// U+007F-U+009F) that neither start nor end with whitespace.
+    /// (`http::routes::name_field` puts it in the OpenAPI document): optional surrounding
+    /// whitespace (Rust's `char::is_whitespace`), then 1 to 100 characters without a
+    /// control character (`char::is_control`: U+0000-U+001F, U+007F-U+009F) that neither
+    /// start nor end with whitespace.
     pub const PATTERN: &str = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$";
 
     /// Validates a display name.
@@ -108,26 +108,6 @@ impl AsRef<str> for UserName {
         &self.0
     }
 }
-
-/// The schema of a request's `name` field: the text [`UserName::parse`] accepts, before
-/// it is trimmed ([`UserName::PATTERN`]). Written by hand because `#[schema(pattern)]`
-/// takes only a literal, and the pattern is to be stated once.
-impl utoipa::PartialSchema for UserName {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some(
-                "A display name: at most 100 characters without control characters, not \
-                 all whitespace; surrounding whitespace is trimmed.",
-            ))
-            .pattern(Some(Self::PATTERN))
-            .examples(["Ada Lovelace"])
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for UserName {}
 
 /// A user as every endpoint returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use crate::domain::{Role, User, UserName};
+use crate::domain::{Role, User};
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
 use crate::http::problems;
@@ -32,7 +32,7 @@ struct RegisterRequest {
     #[schema(value_type = String, format = Password)]
     password: SecretString,
     #[serde(default)]
-    #[schema(value_type = Option<UserName>)]
+    #[schema(schema_with = super::name_field)]
     name: Option<String>,
 }
 

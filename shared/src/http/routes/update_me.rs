@@ -6,7 +6,7 @@ use axum::routing::patch;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::domain::{User, UserName};
+use crate::domain::User;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, ClientIp, present};
 use crate::http::problems;
@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 struct UpdateMeRequest {
     /// Absent: unchanged; `null`: removed; a string: set.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<UserName>)]
+    #[schema(schema_with = super::name_change_field)]
     name: Option<Option<String>>,
     #[serde(default)]
     email: Option<String>,

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::USERS;
-use crate::domain::{Role, User, UserName};
+use crate::domain::{Role, User};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ClientIp};
 use crate::http::problems;
@@ -29,7 +29,7 @@ struct CreateUserRequest {
     #[schema(value_type = String, format = Password)]
     password: SecretString,
     #[serde(default)]
-    #[schema(value_type = Option<UserName>)]
+    #[schema(schema_with = crate::http::routes::name_field)]
     name: Option<String>,
     #[serde(default)]
     role: Option<Role>,

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{USER, user_id};
-use crate::domain::{Role, User, UserName};
+use crate::domain::{Role, User};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ClientIp, present};
 use crate::http::problems;
@@ -29,7 +29,7 @@ struct UpdateUserRequest {
     #[serde(default)]
     email: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<UserName>)]
+    #[schema(schema_with = crate::http::routes::name_field)]
     name: Option<Option<String>>,
     #[serde(default)]
     role: Option<Role>,
