@@ -50,15 +50,14 @@ impl Foundation {
     /// Pools (connected lazily, so a cold start does not wait for the database) and the
     /// signing keys: from the key file now, or from Secrets Manager (`JWT_KEYS_SECRET_ARN`)
     /// on first use.
-    async fn new(config: &Config, keys: Option<KeySet>) -> Result<Self, StartupError> {
+    async fn new(config: &Config) -> Result<Self, StartupError> {
         let secrets = SecretsManager::from_config(config);
-        let keys = match (keys, &config.jwt_keys_secret_arn) {
-            (Some(keys), _) => KeyRing::fixed(keys),
-            (None, Some(arn)) => KeyRing::refreshing(
+        let keys = match &config.jwt_keys_secret_arn {
+            Some(arn) => KeyRing::refreshing(
                 SecretsManagerKeys::new(secrets.clone(), arn),
                 config.secrets_refresh,
             ),
-            (None, None) => KeyRing::fixed(
+            None => KeyRing::fixed(
                 KeySet::load(&PemFile::new(
                     &config.jwt_private_key_file,
                     config.jwt_algorithm,
@@ -97,12 +96,7 @@ impl Foundation {
 /// The state of the HTTP routes, from `config`. Nothing is read from Secrets Manager here:
 /// a function reads only the secrets its requests need. Applies no migration.
 pub async fn state(config: &Config) -> Result<AppState, StartupError> {
-    build_state(config, Foundation::new(config, None).await?)
-}
-
-/// [`state`] around keys loaded elsewhere (tests).
-pub async fn state_with_keys(config: &Config, keys: KeySet) -> Result<AppState, StartupError> {
-    build_state(config, Foundation::new(config, Some(keys)).await?)
+    build_state(config, Foundation::new(config).await?)
 }
 
 fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupError> {
@@ -170,7 +164,7 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
 /// rules (`AUTHORIZER_ROUTE_RULES`), and nothing else.
 pub async fn authorizer(config: &Config) -> Result<Authorizer, StartupError> {
     let rules = RouteRules::from_config(config).context("AUTHORIZER_ROUTE_RULES")?;
-    let base = Foundation::new(config, None).await?;
+    let base = Foundation::new(config).await?;
     Ok(Authorizer::new(base.tokens, base.revocations, rules))
 }
 
@@ -201,11 +195,6 @@ impl App {
             ensure_first_admin(&state.accounts, admin).await?;
         }
         Ok(Self { state })
-    }
-
-    /// The shared state.
-    pub fn state(&self) -> &AppState {
-        &self.state
     }
 
     /// Every route with the common layers.

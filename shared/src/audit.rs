@@ -37,11 +37,152 @@ impl Outcome {
     }
 }
 
+/// What happened: an event's `type`, as stored and returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// An account registered itself.
+    UserRegistered,
+    /// A login: a token pair issued, or refused with the reason (`locked_out` included).
+    Login,
+    /// A refresh token spent for the next pair (`reuse_detected` on a spent token).
+    Refresh,
+    /// A logout (`all_sessions` when every session ended).
+    Logout,
+    /// The caller changed its password.
+    PasswordChange,
+    /// A password-reset email asked for.
+    PasswordForgot,
+    /// A password set with a reset token.
+    PasswordReset,
+    /// The caller changed its own name or email.
+    ProfileUpdated,
+    /// An admin created a user (`role=admin` or `role=user`).
+    AdminUserCreated,
+    /// An admin changed a user.
+    AdminUserUpdated,
+    /// An admin deleted a user.
+    AdminUserDeleted,
+    /// The first admin, created from the bootstrap settings.
+    AdminBootstrapped,
+    /// An admin created with the command line.
+    AdminCreatedByCli,
+    /// A registration refused by the per-IP limit (logged only: it names no user).
+    Register,
+}
+
+impl AuditKind {
+    /// As stored, logged and returned.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserRegistered => "user_registered",
+            Self::Login => "login",
+            Self::Refresh => "refresh",
+            Self::Logout => "logout",
+            Self::PasswordChange => "password_change",
+            Self::PasswordForgot => "password_forgot",
+            Self::PasswordReset => "password_reset",
+            Self::ProfileUpdated => "profile_updated",
+            Self::AdminUserCreated => "admin_user_created",
+            Self::AdminUserUpdated => "admin_user_updated",
+            Self::AdminUserDeleted => "admin_user_deleted",
+            Self::AdminBootstrapped => "admin_bootstrapped",
+            Self::AdminCreatedByCli => "admin_created_by_cli",
+            Self::Register => "register",
+        }
+    }
+}
+
+/// Why an action failed, or a detail of what it did: an event's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum AuditReason {
+    /// No account has the email.
+    UnknownEmail,
+    /// The password did not match.
+    WrongPassword,
+    /// The account is disabled.
+    Disabled,
+    /// Too many failed logins: the account is locked for a while.
+    LockedOut,
+    /// A per-IP limit refused the request.
+    RateLimited,
+    /// A refresh token presented a second time: its session is revoked.
+    ReuseDetected,
+    /// An unknown, expired or revoked refresh token.
+    Invalid,
+    /// A refresh of a session whose revocation an outage cut short: the revocation is
+    /// finished, and no token issued.
+    SessionEnded,
+    /// A spent refresh token presented again within the reuse grace window (a client's
+    /// retry): a new pair issued, the earlier successor gone.
+    RetriedWithinGrace,
+    /// A logout that ended every session of the user.
+    AllSessions,
+    /// A logout repeated after an outage cut the first one short: it finished the
+    /// revocation.
+    FinishedAfterOutage,
+    /// The `current_password` of a password change was wrong.
+    WrongCurrentPassword,
+    /// A profile change that included the email.
+    EmailChanged,
+    /// A profile change of the name only.
+    NameChanged,
+    /// The user was created as an admin.
+    #[schema(rename = "role=admin")]
+    RoleAdmin,
+    /// The user was created as an ordinary user.
+    #[schema(rename = "role=user")]
+    RoleUser,
+    /// An admin change that ended every session of the user.
+    SessionsEnded,
+    /// An admin change that cut off the user's access tokens (a role change).
+    AccessTokensCutOff,
+    /// An admin change of the profile only (email or name).
+    ProfileOnly,
+    /// Past the reset emails allowed per email per hour: none sent.
+    EmailRateLimited,
+    /// A reset token unknown, used or expired.
+    InvalidToken,
+    /// A new password that fails the policy.
+    WeakPassword,
+}
+
+impl AuditReason {
+    /// As stored, logged and returned.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownEmail => "unknown_email",
+            Self::WrongPassword => "wrong_password",
+            Self::Disabled => "disabled",
+            Self::LockedOut => "locked_out",
+            Self::RateLimited => "rate_limited",
+            Self::ReuseDetected => "reuse_detected",
+            Self::Invalid => "invalid",
+            Self::SessionEnded => "session_ended",
+            Self::RetriedWithinGrace => "retried_within_grace",
+            Self::AllSessions => "all_sessions",
+            Self::FinishedAfterOutage => "finished_after_outage",
+            Self::WrongCurrentPassword => "wrong_current_password",
+            Self::EmailChanged => "email_changed",
+            Self::NameChanged => "name_changed",
+            Self::RoleAdmin => "role=admin",
+            Self::RoleUser => "role=user",
+            Self::SessionsEnded => "sessions_ended",
+            Self::AccessTokensCutOff => "access_tokens_cut_off",
+            Self::ProfileOnly => "profile_only",
+            Self::EmailRateLimited => "email_rate_limited",
+            Self::InvalidToken => "invalid_token",
+            Self::WeakPassword => "weak_password",
+        }
+    }
+}
+
 /// One security event.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
-    /// What happened: `login`, `token_issued`, `refresh`, `refresh_reuse_detected`, ...
-    pub kind: &'static str,
+    /// What happened.
+    pub kind: AuditKind,
     /// Whether it succeeded.
     pub outcome: Outcome,
     /// Who acted, when not the user itself (an admin).
@@ -52,8 +193,8 @@ pub struct AuditEvent {
     pub session_id: Option<Uuid>,
     /// The client IP.
     pub ip: Option<IpAddr>,
-    /// Why it failed, or a detail of what it did (`wrong_password`, `all_sessions`).
-    pub reason: Option<&'static str>,
+    /// Why it failed, or a detail of what it did.
+    pub reason: Option<AuditReason>,
     /// Which fields an admin action changed (`role,disabled`); names, never values.
     pub changes: Option<String>,
     /// When it happened (microsecond precision, as Postgres keeps it).
@@ -62,7 +203,7 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// A successful `kind` event.
-    pub fn success(kind: &'static str) -> Self {
+    pub fn success(kind: AuditKind) -> Self {
         Self {
             kind,
             outcome: Outcome::Success,
@@ -77,7 +218,7 @@ impl AuditEvent {
     }
 
     /// A failed `kind` event, with why.
-    pub fn failure(kind: &'static str, reason: &'static str) -> Self {
+    pub fn failure(kind: AuditKind, reason: AuditReason) -> Self {
         Self {
             outcome: Outcome::Failure,
             reason: Some(reason),
@@ -116,7 +257,7 @@ impl AuditEvent {
     }
 
     /// Adds a detail.
-    pub fn reason(mut self, reason: &'static str) -> Self {
+    pub fn reason(mut self, reason: AuditReason) -> Self {
         self.reason = Some(reason);
         self
     }
@@ -133,13 +274,13 @@ impl AuditEvent {
     pub fn log(&self) {
         tracing::info!(
             target: "audit",
-            event = self.kind,
+            event = self.kind.as_str(),
             outcome = self.outcome.as_str(),
             actor_id = self.actor_id.map(tracing::field::display),
             user_id = self.user_id.map(tracing::field::display),
             session_id = self.session_id.map(tracing::field::display),
             ip = self.ip.map(tracing::field::display),
-            reason = self.reason,
+            reason = self.reason.map(AuditReason::as_str),
             changes = self.changes.as_deref(),
             "audit"
         );
@@ -151,4 +292,71 @@ impl AuditEvent {
 fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    /// The `enum` values of a string enum's schema, in order.
+    fn schema_values<T: PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).expect("a schema is JSON");
+        schema["enum"]
+            .as_array()
+            .expect("an enum schema")
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_owned())
+            .collect()
+    }
+
+    /// The OpenAPI document lists exactly the strings that are stored (every variant, in
+    /// declaration order: a variant missing below makes the lists differ).
+    #[test]
+    fn the_schemas_list_the_stored_strings() {
+        use AuditKind as K;
+        let kinds = [
+            K::UserRegistered,
+            K::Login,
+            K::Refresh,
+            K::Logout,
+            K::PasswordChange,
+            K::PasswordForgot,
+            K::PasswordReset,
+            K::ProfileUpdated,
+            K::AdminUserCreated,
+            K::AdminUserUpdated,
+            K::AdminUserDeleted,
+            K::AdminBootstrapped,
+            K::AdminCreatedByCli,
+            K::Register,
+        ];
+        assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
+        use AuditReason as R;
+        let reasons = [
+            R::UnknownEmail,
+            R::WrongPassword,
+            R::Disabled,
+            R::LockedOut,
+            R::RateLimited,
+            R::ReuseDetected,
+            R::Invalid,
+            R::SessionEnded,
+            R::RetriedWithinGrace,
+            R::AllSessions,
+            R::FinishedAfterOutage,
+            R::WrongCurrentPassword,
+            R::EmailChanged,
+            R::NameChanged,
+            R::RoleAdmin,
+            R::RoleUser,
+            R::SessionsEnded,
+            R::AccessTokensCutOff,
+            R::ProfileOnly,
+            R::EmailRateLimited,
+            R::InvalidToken,
+            R::WeakPassword,
+        ];
+        assert_eq!(schema_values::<AuditReason>(), reasons.map(R::as_str));
+    }
 }

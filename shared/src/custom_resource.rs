@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::db::Connector;
+use crate::telemetry::ErrorChain;
 
 /// The physical id of `MigrationRun`: one, stable, whatever the request.
 pub const MIGRATIONS_PHYSICAL_ID: &str = "user-service-migrations";
@@ -72,9 +73,6 @@ pub struct CustomResourceRequest {
     /// The id the resource was given (Update and Delete).
     #[serde(default)]
     pub physical_resource_id: Option<String>,
-    /// The resource's properties in the template.
-    #[serde(default)]
-    pub resource_properties: Value,
 }
 
 impl fmt::Debug for CustomResourceRequest {
@@ -279,8 +277,9 @@ where
     match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok((reason, data))) => succeeded(request, physical_id, &reason, data),
         Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "custom resource work failed");
-            failed(request, physical_id, format!("{e:#}"))
+            let chain = ErrorChain(e.as_ref()).to_string();
+            tracing::error!(error = %chain, "custom resource work failed");
+            failed(request, physical_id, chain)
         }
         Err(_) => {
             let took = started.elapsed().as_secs();
@@ -371,7 +370,7 @@ pub async fn send_response(
             // The URL's query string is the signature: keep it out of the error.
             Err(e) => CustomResourceError::Send(e.without_url()),
         };
-        tracing::warn!(attempt, error = %error, "sending the custom resource answer failed");
+        tracing::warn!(attempt, error = %ErrorChain(&error), "sending the custom resource answer failed");
         if attempt >= SEND_ATTEMPTS {
             return Err(error);
         }

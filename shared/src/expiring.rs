@@ -64,11 +64,13 @@ impl<K: Eq + Hash, V: Clone, T: Ord + Copy> ExpiringMap<K, V, T> {
     }
 
     /// How many entries are held (expired ones included until they are dropped).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 
     /// Whether the map holds nothing.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -16,24 +16,24 @@
 //! The test `tests/api/structure.rs` fails when an import runs back up this list.
 
 pub mod app;
-pub mod audit;
+pub(crate) mod audit;
 pub mod auth;
 pub mod config;
 pub mod custom_resource;
 pub mod db;
 pub mod domain;
-pub mod expiring;
+pub(crate) mod expiring;
 pub mod http;
 pub mod lambda;
-pub mod limits;
-pub mod mail;
-pub mod profiles;
+pub(crate) mod limits;
+pub(crate) mod mail;
+pub(crate) mod profiles;
 pub mod redis_store;
 pub mod rotation;
 pub mod secrets;
 pub mod services;
 pub mod telemetry;
-pub mod tls;
+pub(crate) mod tls;
 
 pub use app::{App, StartupError};
 pub use config::Config;

@@ -56,9 +56,10 @@ use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditKind, AuditReason};
 use crate::domain::Email;
 use crate::redis_store::{Cache, CacheError};
+use crate::telemetry::ErrorChain;
 
 /// The per-IP window.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -99,12 +100,12 @@ impl IpAction {
     }
 
     /// The audit event kind of a refused request.
-    pub fn audit_kind(self) -> &'static str {
+    pub fn audit_kind(self) -> AuditKind {
         match self {
-            Self::Login => "login",
-            Self::Register => "register",
-            Self::Forgot => "password_forgot",
-            Self::Reset => "password_reset",
+            Self::Login => AuditKind::Login,
+            Self::Register => AuditKind::Register,
+            Self::Forgot => AuditKind::PasswordForgot,
+            Self::Reset => AuditKind::PasswordReset,
         }
     }
 
@@ -241,11 +242,6 @@ impl Limits {
         Self { cache, config }
     }
 
-    /// The configured limits.
-    pub fn config(&self) -> &LimitsConfig {
-        &self.config
-    }
-
     // ----- per client IP -----
 
     /// Counts one `action` request from `ip`. An unknown IP (a Lambda event without a source
@@ -282,7 +278,7 @@ impl Limits {
             Ok(Verdict::Allowed) => Ok(()),
             Ok(Verdict::Limited { retry_after_secs }) => {
                 // Names no user, so it is logged, not stored in a user's trail.
-                AuditEvent::failure(action.audit_kind(), "rate_limited")
+                AuditEvent::failure(action.audit_kind(), AuditReason::RateLimited)
                     .ip(ip)
                     .log();
                 Err(LimitError::Limited { retry_after_secs })
@@ -291,7 +287,7 @@ impl Limits {
             Err(e) => {
                 tracing::warn!(
                     action = action.as_str(),
-                    error = %e,
+                    error = %ErrorChain(&e),
                     "rate limit not checked (Redis unreachable); letting the request through"
                 );
                 Ok(())

@@ -15,9 +15,8 @@
 //!   password-reset links: never run a deployment on it. Nothing else in this module logs a
 //!   message body, and [`OutgoingEmail`]'s `Debug` hides it.
 //!
-//! Sending never blocks or fails a request: a handler hands an email to
-//! [`Mailer::spawn_deliver`] (or calls [`Mailer::deliver`] from a background task of its
-//! own) and answers at once. Delivery retries transient failures a few times with growing
+//! Sending never blocks or fails a request: the caller runs [`Mailer::deliver`] in a
+//! background task of its own and answers at once. Delivery retries transient failures a few times with growing
 //! pauses ([`RetryPolicy`]) and logs every failure and the outcome.
 
 use std::fmt;
@@ -29,7 +28,6 @@ use lettre::message::{Body, Mailbox, Message};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use secrecy::ExposeSecret as _;
-use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::domain::Email;
@@ -105,16 +103,13 @@ impl OutgoingEmail {
     }
 
     /// The recipient.
+    #[cfg(test)]
     pub fn to(&self) -> &Email {
         &self.to
     }
 
-    /// The subject line.
-    pub fn subject(&self) -> &str {
-        &self.subject
-    }
-
     /// The text body (may hold a secret link: do not log it).
+    #[cfg(test)]
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -256,7 +251,8 @@ impl Mailer {
         Ok(Self::new(from, transport, RetryPolicy::default()))
     }
 
-    /// A mailer that writes emails to the log (tests, tools).
+    /// A mailer that writes emails to the log.
+    #[cfg(test)]
     pub fn log(from: Mailbox) -> Self {
         Self::new(from, Transport::Log, RetryPolicy::default())
     }
@@ -272,6 +268,7 @@ impl Mailer {
     }
 
     /// The same mailer with another retry policy.
+    #[cfg(test)]
     pub fn with_retry(&self, retry: RetryPolicy) -> Self {
         Self::new(self.inner.from.clone(), self.inner.transport.clone(), retry)
     }
@@ -351,13 +348,6 @@ impl Mailer {
             }
         }
         false
-    }
-
-    /// [`Self::deliver`] in a background task: the caller does not wait, and nothing about
-    /// the delivery can fail its request.
-    pub fn spawn_deliver(&self, email: OutgoingEmail) -> JoinHandle<bool> {
-        let mailer = self.clone();
-        tokio::spawn(async move { mailer.deliver(email).await })
     }
 }
 
@@ -584,7 +574,7 @@ mod tests {
             factor: 2,
         });
         let started = std::time::Instant::now();
-        assert!(!mailer.spawn_deliver(email()).await.expect("task"));
+        assert!(!mailer.deliver(email()).await);
         assert!(
             started.elapsed() >= Duration::from_millis(30),
             "paused between attempts"

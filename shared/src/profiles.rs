@@ -29,6 +29,7 @@ use crate::db::{Db, DbError};
 use crate::domain::User;
 use crate::expiring::ExpiringMap;
 use crate::redis_store::{Cache, CacheError};
+use crate::telemetry::ErrorChain;
 
 /// Longest time an entry is served without being read from Postgres again.
 pub const ENTRY_TTL: Duration = Duration::from_secs(30);
@@ -130,7 +131,7 @@ impl Profiles {
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, user_id = %user_id,
+            tracing::warn!(error = %ErrorChain(&e), user_id = %user_id,
                 "profile changed but its version could not be renewed; other instances may show the old profile for up to {ENTRY_TTL:?}");
         }
     }
@@ -157,7 +158,7 @@ impl Profiles {
         match set.await {
             Ok(theirs) => Some(theirs.unwrap_or(ours)),
             Err::<_, CacheError>(e) => {
-                tracing::warn!(error = %e, "could not create a profile version");
+                tracing::warn!(error = %ErrorChain(&e), "could not create a profile version");
                 None
             }
         }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::key_secret::{KeyEntry, KeySecret, KeySecretError};
 use crate::auth::keys::{KeyAlgorithm, KeySet};
 use crate::config::Config;
+use crate::telemetry::ErrorChain;
 
 /// Staging label of the version in use.
 const CURRENT: &str = "AWSCURRENT";
@@ -238,7 +239,7 @@ impl Rotator {
             Step::FinishSecret => self.finish(secret, token, &versions).await,
         };
         if let Err(e) = &result {
-            tracing::error!(error = %error_chain(e), "rotation step failed");
+            tracing::error!(error = %ErrorChain(e), "rotation step failed");
         }
         result
     }
@@ -427,18 +428,6 @@ fn sign_and_verify(set: &KeySet, now: DateTime<Utc>) -> Result<(), RotationError
         ));
     }
     Ok(())
-}
-
-/// An error and its sources, for one log field.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

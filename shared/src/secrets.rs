@@ -36,14 +36,6 @@ impl SecretsManager {
         Self::new(config.secretsmanager_endpoint_url.as_deref())
     }
 
-    /// A handle around an existing client (tests).
-    pub fn with_client(client: aws_sdk_secretsmanager::Client) -> Self {
-        Self {
-            client: Arc::new(OnceCell::new_with(Some(client))),
-            endpoint_url: None,
-        }
-    }
-
     /// The SDK client.
     pub async fn client(&self) -> &aws_sdk_secretsmanager::Client {
         self.client

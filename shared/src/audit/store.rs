@@ -11,9 +11,10 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::AuditEvent;
 use super::dynamo::DynamoStore;
+use super::{AuditEvent, AuditKind, AuditReason};
 use crate::db::{Db, DbError};
+use crate::telemetry::ErrorChain;
 
 /// Events waiting to be stored, at most; past that they are dropped (and still logged).
 const CHANNEL_CAPACITY: usize = 4096;
@@ -42,19 +43,19 @@ pub struct StoredEvent {
     pub user_id: Uuid,
     /// When it happened (RFC 3339, UTC).
     pub at: DateTime<Utc>,
-    /// What happened: `user_registered`, `login` (a token pair issued, or refused with the
-    /// reason, `locked_out` included), `refresh` (`reuse_detected` on a spent token),
-    /// `logout`, `password_change`, `password_forgot`, `password_reset`, `profile_updated`,
-    /// `admin_user_created`, `admin_user_updated`, `admin_user_deleted`, `admin_bootstrapped`.
+    /// What happened. `login` is a token pair issued, or a refusal with its reason
+    /// (`locked_out` included); `refresh` refused with `reuse_detected` is a spent refresh
+    /// token presented again.
     #[serde(rename = "type")]
+    #[schema(value_type = AuditKind)]
     pub kind: String,
     /// `success` or `failure`.
     pub outcome: String,
     /// The client IP, when known.
     #[schema(value_type = Option<String>, required = true)]
     pub ip: Option<IpAddr>,
-    /// Why it failed, or a detail of what it did (`wrong_password`, `all_sessions`).
-    #[schema(required = true)]
+    /// Why it failed, or a detail of what it did.
+    #[schema(value_type = Option<AuditReason>, required = true)]
     pub reason: Option<String>,
     /// The admin who acted, when not the user itself.
     #[schema(required = true)]
@@ -73,10 +74,10 @@ impl StoredEvent {
             id: Uuid::now_v7(),
             user_id,
             at: event.at,
-            kind: event.kind.to_owned(),
+            kind: event.kind.as_str().to_owned(),
             outcome: event.outcome.as_str().to_owned(),
             ip: event.ip,
-            reason: event.reason.map(str::to_owned),
+            reason: event.reason.map(|r| r.as_str().to_owned()),
             actor_id: event.actor_id,
             session_id: event.session_id,
             changes: event.changes,
@@ -102,8 +103,8 @@ pub enum AuditStoreError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// DynamoDB failed or could not be reached.
-    #[error("DynamoDB: {0:#}")]
-    DynamoDb(anyhow::Error),
+    #[error("DynamoDB")]
+    DynamoDb(#[source] anyhow::Error),
 }
 
 /// Where events are kept.
@@ -211,11 +212,6 @@ impl AuditSink {
         &self.inner.store
     }
 
-    /// Events dropped so far because the writer could not keep up.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
-    }
-
     /// Queues `event` for storing, without waiting. An event that names no user is not
     /// stored (no user's trail could show it; it is in the log).
     pub fn emit(&self, event: AuditEvent) {
@@ -312,7 +308,9 @@ async fn write_loop(store: AuditStore, retention: Duration, mut receiver: mpsc::
             match store.prune().await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "expired audit events deleted"),
-                Err(e) => tracing::warn!(error = %e, "could not delete expired audit events"),
+                Err(e) => {
+                    tracing::warn!(error = %ErrorChain(&e), "could not delete expired audit events")
+                }
             }
         }
     }
@@ -324,14 +322,14 @@ async fn write_batch(store: &AuditStore, batch: &[StoredEvent], retention: Durat
         match store.write(batch, retention).await {
             Ok(()) => return,
             Err(e) if attempt < WRITE_ATTEMPTS => {
-                tracing::warn!(attempt, error = %e, store = store.name(), "audit write failed; retrying");
+                tracing::warn!(attempt, error = %ErrorChain(&e), store = store.name(), "audit write failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 4;
             }
             Err(e) => {
                 tracing::error!(
                     lost = batch.len(),
-                    error = %e,
+                    error = %ErrorChain(&e),
                     store = store.name(),
                     "audit events not stored (they are in the log)"
                 );

@@ -47,7 +47,7 @@
 //!
 //! API Gateway can cache an authorizer result for `AuthorizerResultTtlInSeconds` (SAM:
 //! `ReauthorizeEvery`; API Gateway's own default is 300 s, the maximum 3600 s), keyed by the
-//! identity sources. Set it explicitly to [`RECOMMENDED_CACHE_TTL_SECS`] (5 s):
+//! identity sources. Set it explicitly to 5 s:
 //! - **Revocation delay.** While an allow is cached, API Gateway does not ask again: a token
 //!   logged out, revoked by reuse detection, downgraded by a role change or belonging to a
 //!   user just disabled keeps passing for up to the TTL on APIs that trust the context alone.
@@ -79,13 +79,11 @@ use super::revocation::Revocations;
 use super::rules::RouteRules;
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
+use crate::telemetry::ErrorChain;
 
 /// This service's logout route: the one route that admits a revoked token (see
 /// [`authorize_request`]).
 const LOGOUT_ROUTE: &str = "POST /v1/auth/logout";
-
-/// The authorizer result cache TTL this service recommends (see the module docs).
-pub const RECOMMENDED_CACHE_TTL_SECS: u64 = 5;
 
 /// Revocation could not be checked: the invocation must fail (API Gateway answers 500),
 /// never allow and never deny (see the module docs).
@@ -160,7 +158,7 @@ pub async fn authorize_request(
                 request_id,
                 decision = "error",
                 reason = "unavailable",
-                error = %format!("{e:#}"),
+                error = %ErrorChain(e.as_ref()),
                 "authorization decision"
             );
             return Err(AuthorizerUnavailable(e));

@@ -364,7 +364,7 @@ fn advise_huge_pages(region: &mut [std::mem::MaybeUninit<Block>]) {
         )
     };
     if let Err(e) = advised {
-        tracing::debug!(error = %e, "no transparent huge pages for argon2 memory");
+        tracing::debug!(error = %crate::telemetry::ErrorChain(&e), "no transparent huge pages for argon2 memory");
     }
 }
 

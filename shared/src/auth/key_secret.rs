@@ -146,16 +146,6 @@ impl KeyEntry {
         &self.kid
     }
 
-    /// The key's algorithm.
-    pub fn algorithm(&self) -> KeyAlgorithm {
-        self.algorithm
-    }
-
-    /// When the key was created.
-    pub fn created_at(&self) -> DateTime<Utc> {
-        self.created_at
-    }
-
     /// When the key stopped signing, if it has.
     pub fn retired_at(&self) -> Option<DateTime<Utc>> {
         self.retired_at

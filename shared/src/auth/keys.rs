@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::telemetry::ErrorChain;
 use anyhow::{Context as _, anyhow, bail};
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::encoding::AsDer as _;
@@ -237,7 +238,7 @@ impl KeyRing {
                 Ok(set)
             }
             (Err(e), Some(old)) => {
-                tracing::warn!(error = %format!("{e:#}"), "reloading the JWT keys failed; keeping the current set");
+                tracing::warn!(error = %ErrorChain(e.as_ref()), "reloading the JWT keys failed; keeping the current set");
                 Ok(old)
             }
             (Err(e), None) => {

@@ -6,8 +6,8 @@ pub mod authorizer;
 pub mod hashing;
 pub mod key_secret;
 pub mod keys;
-pub mod opaque;
-pub mod revocation;
+pub(crate) mod opaque;
+pub(crate) mod revocation;
 pub mod rules;
 pub mod tokens;
 
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::Role;
 use crate::profiles::ProfileVersion;
+use crate::telemetry::ErrorChain;
 use revocation::Revocations;
 use tokens::{AccessClaims, AccessTokens, VerifyError};
 
@@ -119,7 +120,7 @@ pub async fn authorize(
     let claims = match tokens.verify(bearer).await {
         Ok(claims) => claims,
         Err(VerifyError::Invalid(e)) => {
-            tracing::debug!(reason = %e, "access token rejected");
+            tracing::debug!(reason = %ErrorChain(&e), "access token rejected");
             return Err(AuthError::Unauthorized("invalid"));
         }
         Err(VerifyError::Unavailable(e)) => return Err(AuthError::Unavailable(e.into())),

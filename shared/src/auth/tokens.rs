@@ -139,11 +139,6 @@ impl AccessTokens {
         self.keys.current().await
     }
 
-    /// How long issued tokens live.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Signs a token for `user_id` with `role` in session `session_id`.
     pub async fn issue(
         &self,

@@ -6,11 +6,11 @@
 //! [`DbError::Unavailable`] (503) in bounded time, never a hang. The pool reconnects by
 //! itself when the database comes back.
 
-pub mod admin;
-pub mod audit;
-pub mod reset_tokens;
-pub mod sessions;
-pub mod users;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod reset_tokens;
+pub(crate) mod sessions;
+pub(crate) mod users;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{Config, TlsMode};
 use crate::secrets::{CachedSecret, SecretsManager};
+use crate::telemetry::ErrorChain;
 
 /// Where a keyset page ends: the sort key of its last item, newest first by `(at, id)`.
 /// The next page is everything strictly before it, so rows added meanwhile (newer) never
@@ -240,7 +241,7 @@ impl Connector {
 /// Runs a connection until it closes; its error, if any, reaches the client's next query.
 async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
     if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "postgres connection closed");
+        tracing::debug!(error = %ErrorChain(&e), "postgres connection closed");
     }
 }
 

@@ -1,7 +1,6 @@
 //! SQL for the `users` table. Only live (not deleted) users are ever returned.
 
 use anyhow::anyhow;
-use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -15,12 +14,10 @@ pub struct UserRecord {
     pub user: User,
     /// The argon2id PHC string. Never logged, never returned.
     pub password_hash: String,
-    /// Access tokens issued at or before this instant are rejected.
-    pub tokens_valid_after: Option<DateTime<Utc>>,
 }
 
 pub(crate) const COLUMNS: &str =
-    "id, email, name, role, disabled, created_at, updated_at, password_hash, tokens_valid_after";
+    "id, email, name, role, disabled, created_at, updated_at, password_hash";
 
 pub(crate) fn from_row(row: &Row) -> Result<UserRecord, DbError> {
     let bad = |what: &str| DbError::Query(anyhow!("users row holds an invalid {what}"));
@@ -41,7 +38,6 @@ pub(crate) fn from_row(row: &Row) -> Result<UserRecord, DbError> {
             updated_at: row.try_get("updated_at")?,
         },
         password_hash: row.try_get("password_hash")?,
-        tokens_valid_after: row.try_get("tokens_valid_after")?,
     })
 }
 

@@ -99,11 +99,6 @@ impl Email {
         // A parsed address always has exactly one '@'; the fallback is never taken.
         self.0.split_once('@').map_or(&self.0, |(local, _)| local)
     }
-
-    /// The part after the `@`.
-    pub fn domain(&self) -> &str {
-        self.0.split_once('@').map_or("", |(_, domain)| domain)
-    }
 }
 
 /// RFC 5322 `atext`: the characters a dot-atom may hold besides the dots.
@@ -368,7 +363,6 @@ mod tests {
         assert_eq!(email.as_str(), "alice.smith@example.com");
         assert_eq!(email.as_ref(), "alice.smith@example.com");
         assert_eq!(email.local_part(), "alice.smith");
-        assert_eq!(email.domain(), "example.com");
         assert_eq!(email.to_string(), "alice.smith@example.com");
         assert_eq!(
             "alice.smith@EXAMPLE.com".parse::<Email>(),

@@ -1,8 +1,8 @@
 //! Domain value types: once you hold one, it is valid (they validate on construction).
 
-pub mod email;
-pub mod password;
-pub mod user;
+pub(crate) mod email;
+pub(crate) mod password;
+pub(crate) mod user;
 
 pub use email::{Email, EmailError};
 pub use password::{NewPassword, PasswordAttempt, PasswordError};

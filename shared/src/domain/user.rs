@@ -53,9 +53,8 @@ impl FromStr for Role {
 }
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, min_length = 1, max_length = 100, example = "Ada Lovelace")]
 pub struct UserName(String);
 
 /// Why a display name was refused.
@@ -77,10 +76,10 @@ impl UserName {
     pub const MAX_CHARS: usize = 100;
 
     /// What [`UserName::parse`] accepts, as the JSON Schema `pattern` of the request fields
-    /// (the OpenAPI annotations repeat it as a literal; a test in `http::openapi` checks
-    /// they agree): optional surrounding whitespace (Rust's `char::is_whitespace`), then 1
-    /// to 100 characters without a control character (`char::is_control`: U+0000-U+001F,
-    /// U+007F-U+009F) that neither start nor end with whitespace.
+    /// (`http::routes::name_field` puts it in the OpenAPI document): optional surrounding
+    /// whitespace (Rust's `char::is_whitespace`), then 1 to 100 characters without a
+    /// control character (`char::is_control`: U+0000-U+001F, U+007F-U+009F) that neither
+    /// start nor end with whitespace.
     pub const PATTERN: &str = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$";
 
     /// Validates a display name.

@@ -5,12 +5,13 @@
 //! The local server serves [`router`] (all endpoints); a Lambda function serves
 //! `with_common_layers(routes::<endpoint>::router(), state)`, so both run the same code.
 
-pub mod cursor;
-pub mod error;
-pub mod extract;
+pub(crate) mod cursor;
+pub(crate) mod error;
+pub(crate) mod extract;
 pub mod openapi;
+pub(crate) mod problems;
 pub mod routes;
-pub mod state;
+pub(crate) mod state;
 
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
-pub use error::ApiError;
+pub(crate) use error::ApiError;
 
 pub use state::AppState;
 

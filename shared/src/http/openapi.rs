@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as OpenApiDoc, RefOr, Schema};
 use utoipa::{Modify, OpenApi};
@@ -177,14 +178,7 @@ pub fn render_html(doc: &OpenApiDoc) -> String {
         escape(doc.info.description.as_deref().unwrap_or_default()),
     );
     for (path, item) in &doc.paths.paths {
-        for (method, operation) in [
-            ("GET", &item.get),
-            ("POST", &item.post),
-            ("PUT", &item.put),
-            ("PATCH", &item.patch),
-            ("DELETE", &item.delete),
-        ] {
-            let Some(operation) = operation else { continue };
+        for (method, operation) in operations(item) {
             let _ = write!(
                 html,
                 "<h2><span class=\"m\">{method}</span> <code>{}</code></h2><p>{}</p>",
@@ -227,6 +221,19 @@ pub fn render_html(doc: &OpenApiDoc) -> String {
     }
     html.push_str("</body></html>");
     html
+}
+
+/// The operations of `item` with their methods, in the order the page lists them.
+fn operations(item: &PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
+    [
+        ("GET", &item.get),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
 }
 
 fn schema_name(schema: &RefOr<Schema>) -> String {
@@ -318,6 +325,35 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 4);
+    }
+
+    /// A full hashing queue is a 503 only where a password is hashed or verified; no other
+    /// operation documents it.
+    #[test]
+    fn only_the_operations_that_hash_name_the_hashing_queue() {
+        let hashing = [
+            ("POST", routes::register::PATH),
+            ("POST", routes::login::PATH),
+            ("PUT", routes::change_password::PATH),
+            ("POST", routes::reset_password::PATH),
+            ("POST", admin::USERS),
+        ];
+        let doc = document();
+        let mut named = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, operation) in operations(item) {
+                let Some(RefOr::T(unavailable)) = operation.responses.responses.get("503") else {
+                    continue;
+                };
+                if unavailable.description.contains("hashing queue") {
+                    named.push((method, path.as_str()));
+                }
+            }
+        }
+        named.sort();
+        let mut expected = hashing.to_vec();
+        expected.sort();
+        assert_eq!(named, expected);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! `limits`, `mail`, `audit`, `profiles`) ← `services` ← `http` ← `app`, `lambda`, `main`.
 
 pub mod accounts;
-pub mod sessions;
+pub(crate) mod sessions;
 
 use crate::audit::AuditStoreError;
 use crate::auth::hashing::HashError;
@@ -22,8 +22,8 @@ use crate::db::DbError;
 use crate::db::admin::AdminChangeError;
 use crate::redis_store::CacheError;
 
-pub use accounts::{AccountError, Accounts};
-pub use sessions::{SessionError, Sessions};
+pub(crate) use accounts::{AccountError, Accounts};
+pub(crate) use sessions::{SessionError, Sessions};
 
 /// A dependency failed: it is down or too slow (the client may retry: 503), or it answered
 /// something no correct program expects (a bug: 500). Every service error carries one.

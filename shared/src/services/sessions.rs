@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::{DependencyError, dependency_errors, new_opaque_token};
-use crate::audit::{AuditEvent, AuditSink};
+use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::auth::Caller;
 use crate::auth::hashing::{PasswordHasher, Verification};
 use crate::auth::opaque::{self, OpaqueToken};
@@ -150,7 +150,7 @@ impl Sessions {
         let attempt = PasswordAttempt::new(password);
         if let Verdict::Limited { retry_after_secs } = self.parts.limits.login_begin(&email).await?
         {
-            AuditEvent::failure("login", "rate_limited")
+            AuditEvent::failure(AuditKind::Login, AuditReason::RateLimited)
                 .ip(ip)
                 .record(&self.parts.audit);
             return Err(SessionError::RateLimited { retry_after_secs });
@@ -158,7 +158,7 @@ impl Sessions {
         let (record, needs_rehash) = match self.verify(&email, &attempt, ip).await {
             Ok(verified) => {
                 if let Err(e) = self.parts.limits.login_succeeded(&email).await {
-                    tracing::warn!(error = %e, "could not clear the account's failed logins");
+                    tracing::warn!(error = %telemetry::ErrorChain(&e), "could not clear the account's failed logins");
                 }
                 verified
             }
@@ -169,7 +169,7 @@ impl Sessions {
             }
             Err(Refusal::Error(e)) => {
                 if let Err(e) = self.parts.limits.login_abandoned(&email).await {
-                    tracing::warn!(error = %e, "could not release the login attempt");
+                    tracing::warn!(error = %telemetry::ErrorChain(&e), "could not release the login attempt");
                 }
                 return Err(e.into());
             }
@@ -195,7 +195,7 @@ impl Sessions {
         };
         let issued = self.issue(current.user, &session, refresh).await?;
         telemetry::count(metric::LOGIN_SUCCEEDED);
-        AuditEvent::success("login")
+        AuditEvent::success(AuditKind::Login)
             .user(user_id)
             .session(session.session_id)
             .ip(ip)
@@ -245,7 +245,7 @@ impl Sessions {
                         .revocations
                         .end_session(user_id, session.session_id, RevokeReason::Logout)
                         .await?;
-                    AuditEvent::failure("refresh", "session_ended")
+                    AuditEvent::failure(AuditKind::Refresh, AuditReason::SessionEnded)
                         .user(user_id)
                         .session(session.session_id)
                         .ip(ip)
@@ -253,12 +253,12 @@ impl Sessions {
                     return Err(SessionError::InvalidRefreshToken);
                 }
                 let issued = self.issue(user.user, &session, replacement).await?;
-                let event = AuditEvent::success("refresh")
+                let event = AuditEvent::success(AuditKind::Refresh)
                     .user(user_id)
                     .session(session.session_id)
                     .ip(ip);
                 if retried {
-                    event.reason("retried_within_grace")
+                    event.reason(AuditReason::RetriedWithinGrace)
                 } else {
                     event
                 }
@@ -274,7 +274,7 @@ impl Sessions {
                     .end_session(user_id, session_id, RevokeReason::RefreshReuse)
                     .await?;
                 telemetry::count(metric::REFRESH_REUSE);
-                AuditEvent::failure("refresh", "reuse_detected")
+                AuditEvent::failure(AuditKind::Refresh, AuditReason::ReuseDetected)
                     .user(user_id)
                     .session(session_id)
                     .ip(ip)
@@ -282,7 +282,7 @@ impl Sessions {
                 Err(SessionError::InvalidRefreshToken)
             }
             Rotation::Invalid => {
-                AuditEvent::failure("refresh", "invalid")
+                AuditEvent::failure(AuditKind::Refresh, AuditReason::Invalid)
                     .ip(ip)
                     .record(&self.parts.audit);
                 Err(SessionError::InvalidRefreshToken)
@@ -298,7 +298,7 @@ impl Sessions {
         all: bool,
         ip: Option<IpAddr>,
     ) -> Result<(), SessionError> {
-        let event = AuditEvent::success("logout")
+        let event = AuditEvent::success(AuditKind::Logout)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip);
@@ -307,7 +307,9 @@ impl Sessions {
                 .revocations
                 .end_sessions(caller.user_id, None, RevokeReason::LogoutAll)
                 .await?;
-            event.reason("all_sessions").record(&self.parts.audit);
+            event
+                .reason(AuditReason::AllSessions)
+                .record(&self.parts.audit);
         } else {
             self.parts
                 .revocations
@@ -335,11 +337,11 @@ impl Sessions {
         if !finished.contains(&caller.session_id) {
             return Err(SessionError::Unauthorized);
         }
-        AuditEvent::success("logout")
+        AuditEvent::success(AuditKind::Logout)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
-            .reason("finished_after_outage")
+            .reason(AuditReason::FinishedAfterOutage)
             .record(&self.parts.audit);
         Ok(())
     }
@@ -381,7 +383,7 @@ impl Sessions {
         let record = self.parts.db.user_by_email(email).await?;
         let Some(record) = record else {
             self.parts.hasher.verify_dummy(attempt).await?;
-            AuditEvent::failure("login", "unknown_email")
+            AuditEvent::failure(AuditKind::Login, AuditReason::UnknownEmail)
                 .ip(ip)
                 .record(&self.parts.audit);
             return Err(Refusal::Credentials { user_id: None });
@@ -393,7 +395,7 @@ impl Sessions {
             .await?;
         let user_id = record.user.id;
         let refused = |reason| {
-            AuditEvent::failure("login", reason)
+            AuditEvent::failure(AuditKind::Login, reason)
                 .user(user_id)
                 .ip(ip)
                 .record(&self.parts.audit);
@@ -402,8 +404,8 @@ impl Sessions {
             })
         };
         match verification {
-            Verification::Mismatch => refused("wrong_password"),
-            Verification::Match { .. } if record.user.disabled => refused("disabled"),
+            Verification::Mismatch => refused(AuditReason::WrongPassword),
+            Verification::Match { .. } if record.user.disabled => refused(AuditReason::Disabled),
             Verification::Match { needs_rehash } => Ok((record, needs_rehash)),
         }
     }
@@ -414,7 +416,8 @@ impl Sessions {
     async fn record_failure(&self, email: &Email, user_id: Option<Uuid>, ip: Option<IpAddr>) {
         match self.parts.limits.login_failed(email).await {
             Ok(Some(lock_secs)) => {
-                let mut event = AuditEvent::failure("login", "locked_out").ip(ip);
+                let mut event =
+                    AuditEvent::failure(AuditKind::Login, AuditReason::LockedOut).ip(ip);
                 if let Some(user_id) = user_id {
                     event = event.user(user_id);
                 }
@@ -422,7 +425,9 @@ impl Sessions {
                 tracing::info!(lock_secs, "account locked after repeated failed logins");
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not count the failed login"),
+            Err(e) => {
+                tracing::warn!(error = %telemetry::ErrorChain(&e), "could not count the failed login")
+            }
         }
     }
 
@@ -443,7 +448,7 @@ impl Sessions {
             .await;
             match result {
                 Ok(()) => tracing::info!(%user_id, "password re-hashed with current parameters"),
-                Err(e) => tracing::warn!(%user_id, error = %e, "password re-hash failed"),
+                Err(e) => tracing::warn!(%user_id, error = %telemetry::ErrorChain(&e), "password re-hash failed"),
             }
         });
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 
@@ -40,11 +41,10 @@ struct ChangePasswordRequest {
     responses(
         (status = 204, description = "Password changed; this session keeps working, every other one ends"),
         (status = 400, description = "`malformed_request` or `weak_password`", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
         (status = 403, description = "Wrong `current_password` (`invalid_credentials`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::UnavailableOrBusy,
     )
 )]
 #[tracing::instrument(name = "change_password", skip_all)]

@@ -12,6 +12,7 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::http::{ApiError, MinimumResponseTime};
 use crate::services::Accounts;
@@ -45,10 +46,9 @@ struct ForgotPasswordRequest {
     responses(
         (status = 202, description = "Accepted: an email is on its way if the account exists and is enabled"),
         (status = 400, description = "`malformed_request` or `invalid_email`", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests from this client (`rate_limited`); see `Retry-After`", body = crate::http::error::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "A dependency is down (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::RateLimited,
+        problems::Unavailable,
     )
 )]
 #[tracing::instrument(name = "forgot_password", skip_all)]

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use crate::domain::User;
 use crate::http::ApiError;
 use crate::http::extract::Authenticated;
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 
@@ -26,8 +27,8 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = User),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
+        problems::Unavailable,
     )
 )]
 async fn get_me(

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::TokenPair;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Sessions;
 
@@ -40,10 +41,9 @@ struct LoginRequest {
         (status = 200, description = "Token pair", body = TokenPair),
         (status = 400, description = "`malformed_request` or `invalid_email`", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown email, wrong password or disabled account: one answer for all (`invalid_credentials`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts (`rate_limited`); see `Retry-After`", body = crate::http::error::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::RateLimited,
+        problems::UnavailableOrBusy,
     )
 )]
 #[tracing::instrument(name = "login", skip_all)]

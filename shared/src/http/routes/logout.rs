@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::extract::{ClientIp, LogoutCaller, OptionalJson};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Sessions;
 
@@ -37,11 +38,10 @@ struct LogoutRequest {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Session(s) ended: their access and refresh tokens stop working at once"),
-        (status = 400, description = "Malformed body (`malformed_request`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Malformed,
+        problems::Unauthorized,
+        problems::RefusedBody,
+        problems::Unavailable,
     )
 )]
 #[tracing::instrument(name = "logout", skip_all)]

@@ -16,10 +16,11 @@ pub mod update_me;
 
 use axum::Router;
 use serde::Serialize;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use super::openapi;
 use super::state::AppState;
-use crate::domain::User;
+use crate::domain::{User, UserName};
 use crate::services::sessions::IssuedTokens;
 
 /// Who may call an endpoint.
@@ -86,6 +87,22 @@ pub fn all() -> Router<AppState> {
         }
     }
     router
+}
+
+/// The schema of a request's optional `name`: a string or `null`, matching what
+/// [`UserName::parse`] accepts ([`UserName::PATTERN`], stated once here for every request).
+pub(crate) fn name_field() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(UserName::PATTERN))
+        .build()
+}
+
+/// [`name_field`] of a partial update, where `null` and absence differ.
+pub(crate) fn name_change_field() -> Object {
+    let mut schema = name_field();
+    schema.description = Some("Absent: unchanged; `null`: removed; a string: set.".into());
+    schema
 }
 
 /// The token pair login and refresh return.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::TokenPair;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Sessions;
 
@@ -36,11 +37,10 @@ struct RefreshRequest {
     request_body(content = RefreshRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "New token pair; the presented refresh token is spent", body = TokenPair),
-        (status = 400, description = "Malformed body (`malformed_request`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Malformed,
         (status = 401, description = "Unknown, expired, revoked or reused refresh token (`invalid_refresh_token`); reuse revokes the whole session", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::Unavailable,
     )
 )]
 #[tracing::instrument(name = "refresh", skip_all)]

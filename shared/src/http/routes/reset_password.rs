@@ -6,10 +6,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 
@@ -25,9 +27,11 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct ResetPasswordRequest {
     /// The token from the reset link.
-    token: String,
+    #[schema(value_type = String)]
+    token: SecretString,
     /// The new password.
-    password: String,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
 }
 
 #[utoipa::path(
@@ -42,10 +46,9 @@ struct ResetPasswordRequest {
     responses(
         (status = 204, description = "Password replaced; every session ended"),
         (status = 400, description = "`invalid_token` (unknown, used or expired), `weak_password` or `malformed_request`", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests from this client (`rate_limited`); see `Retry-After`", body = crate::http::error::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::RateLimited,
+        problems::UnavailableOrBusy,
     )
 )]
 #[tracing::instrument(name = "reset_password", skip_all)]
@@ -55,7 +58,11 @@ async fn reset_password(
     ApiJson(body): ApiJson<ResetPasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     accounts
-        .reset_password(&body.token, &body.password, ip.0)
+        .reset_password(
+            body.token.expose_secret(),
+            body.password.expose_secret(),
+            ip.0,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::domain::User;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, ClientIp, present};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 use crate::services::accounts::ProfileUpdate;
@@ -26,7 +27,7 @@ pub fn router() -> Router<AppState> {
 struct UpdateMeRequest {
     /// Absent: unchanged; `null`: removed; a string: set.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$")]
+    #[schema(schema_with = super::name_change_field)]
     name: Option<Option<String>>,
     #[serde(default)]
     email: Option<String>,
@@ -42,11 +43,10 @@ struct UpdateMeRequest {
     responses(
         (status = 200, description = "The updated account", body = User),
         (status = 400, description = "`malformed_request` (including any field but `name` and `email`), `invalid_email` or `validation_failed`", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
         (status = 409, description = "Email already registered (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::Unavailable,
     )
 )]
 #[tracing::instrument(name = "update_me", skip_all)]

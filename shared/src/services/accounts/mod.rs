@@ -17,7 +17,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::{DependencyError, dependency_errors};
-use crate::audit::{AuditEvent, AuditPage, AuditSink, PagePosition as AuditPosition};
+use crate::audit::{
+    AuditEvent, AuditKind, AuditPage, AuditReason, AuditSink, PagePosition as AuditPosition,
+};
 use crate::auth::Caller;
 use crate::auth::hashing::{PasswordHasher, Verification};
 use crate::auth::revocation::Revocations;
@@ -227,19 +229,19 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         };
         let event = match by {
-            Creator::Registration { ip } => AuditEvent::success("user_registered").ip(ip),
-            Creator::Admin { admin_id, ip } => AuditEvent::success("admin_user_created")
+            Creator::Registration { ip } => AuditEvent::success(AuditKind::UserRegistered).ip(ip),
+            Creator::Admin { admin_id, ip } => AuditEvent::success(AuditKind::AdminUserCreated)
                 .actor(admin_id)
                 .ip(ip)
                 .reason(if role == Role::Admin {
-                    "role=admin"
+                    AuditReason::RoleAdmin
                 } else {
-                    "role=user"
+                    AuditReason::RoleUser
                 }),
-            Creator::CommandLine => AuditEvent::success("admin_created_by_cli"),
+            Creator::CommandLine => AuditEvent::success(AuditKind::AdminCreatedByCli),
             Creator::Bootstrap => {
                 tracing::info!(user_id = %user.id, "bootstrap admin created");
-                AuditEvent::success("admin_bootstrapped")
+                AuditEvent::success(AuditKind::AdminBootstrapped)
             }
         };
         event.user(user.id).record(&self.parts.audit);
@@ -282,14 +284,14 @@ impl Accounts {
             Err(e) => return Err(e.into()),
         };
         self.parts.profiles.changed(caller.user_id).await;
-        AuditEvent::success("profile_updated")
+        AuditEvent::success(AuditKind::ProfileUpdated)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
             .reason(if email.is_some() {
-                "email_changed"
+                AuditReason::EmailChanged
             } else {
-                "name_changed"
+                AuditReason::NameChanged
             })
             .record(&self.parts.audit);
         Ok(user)
@@ -318,7 +320,7 @@ impl Accounts {
             .await?
             == Verification::Mismatch
         {
-            AuditEvent::failure("password_change", "wrong_current_password")
+            AuditEvent::failure(AuditKind::PasswordChange, AuditReason::WrongCurrentPassword)
                 .user(caller.user_id)
                 .session(caller.session_id)
                 .ip(ip)
@@ -344,7 +346,7 @@ impl Accounts {
             .await?;
         self.parts.profiles.changed(caller.user_id).await;
         tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
-        AuditEvent::success("password_change")
+        AuditEvent::success(AuditKind::PasswordChange)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
@@ -422,17 +424,17 @@ impl Accounts {
         .into_iter()
         .filter_map(|(field, is_set)| is_set.then_some(field))
         .collect();
-        AuditEvent::success("admin_user_updated")
+        AuditEvent::success(AuditKind::AdminUserUpdated)
             .actor(admin.user_id)
             .user(user.id)
             .ip(ip)
             .changes(changed.join(","))
             .reason(if effects.sessions_ended {
-                "sessions_ended"
+                AuditReason::SessionsEnded
             } else if effects.access_tokens_cut_off {
-                "access_tokens_cut_off"
+                AuditReason::AccessTokensCutOff
             } else {
-                "profile_only"
+                AuditReason::ProfileOnly
             })
             .record(&self.parts.audit);
         Ok(user)
@@ -450,7 +452,7 @@ impl Accounts {
         let ended = self.parts.db.delete_user(id, mark).await?;
         self.parts.revocations.sessions_ended(id, &ended).await;
         self.parts.profiles.changed(id).await;
-        AuditEvent::success("admin_user_deleted")
+        AuditEvent::success(AuditKind::AdminUserDeleted)
             .actor(admin.user_id)
             .user(id)
             .ip(ip)

@@ -47,7 +47,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{AccountError, Accounts};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditKind, AuditReason};
 use crate::auth::opaque::{self, OpaqueToken};
 use crate::db::sessions::RevokeReason;
 use crate::domain::{Email, NewPassword, UserName};
@@ -57,12 +57,6 @@ use crate::telemetry::ErrorChain;
 
 /// Where the link in the email points, under `PUBLIC_BASE_URL`.
 pub const RESET_PAGE: &str = "/reset-password";
-
-/// The audit event kind of a forgot request (the same the per-IP limit records for it).
-const FORGOT_KIND: &str = "password_forgot";
-
-/// The audit event kind of a reset (the same the per-IP limit records for it).
-const RESET_KIND: &str = "password_reset";
 
 /// Length of a token as issued: 32 bytes in base64url without padding.
 const TOKEN_CHARS: usize = 43;
@@ -122,13 +116,18 @@ impl Accounts {
             Some(record) if !record.user.disabled && allowed => record.user,
             refused => {
                 let event = match refused {
-                    None => AuditEvent::failure(FORGOT_KIND, "unknown_email"),
+                    None => {
+                        AuditEvent::failure(AuditKind::PasswordForgot, AuditReason::UnknownEmail)
+                    }
                     Some(record) if record.user.disabled => {
-                        AuditEvent::failure(FORGOT_KIND, "disabled").user(record.user.id)
+                        AuditEvent::failure(AuditKind::PasswordForgot, AuditReason::Disabled)
+                            .user(record.user.id)
                     }
-                    Some(record) => {
-                        AuditEvent::failure(FORGOT_KIND, "email_rate_limited").user(record.user.id)
-                    }
+                    Some(record) => AuditEvent::failure(
+                        AuditKind::PasswordForgot,
+                        AuditReason::EmailRateLimited,
+                    )
+                    .user(record.user.id),
                 };
                 event.ip(ip).record(&self.parts.audit);
                 return;
@@ -162,7 +161,7 @@ impl Accounts {
                 return;
             }
         }
-        AuditEvent::success(FORGOT_KIND)
+        AuditEvent::success(AuditKind::PasswordForgot)
             .user(user.id)
             .ip(ip)
             .record(&self.parts.audit);
@@ -189,26 +188,26 @@ impl Accounts {
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
         self.parts.limits.enforce_ip(IpAction::Reset, ip).await?;
-        let refuse = |user_id: Option<Uuid>, reason: &'static str| {
-            let mut event = AuditEvent::failure(RESET_KIND, reason).ip(ip);
+        let refuse = |user_id: Option<Uuid>, reason: AuditReason| {
+            let mut event = AuditEvent::failure(AuditKind::PasswordReset, reason).ip(ip);
             if let Some(user_id) = user_id {
                 event = event.user(user_id);
             }
             event.record(&self.parts.audit);
         };
         if !looks_like_a_token(token) {
-            refuse(None, "invalid_token");
+            refuse(None, AuditReason::InvalidToken);
             return Err(AccountError::InvalidToken);
         }
         let token_hash = opaque::hash(token);
         let Some(record) = self.parts.db.reset_token_user(&token_hash).await? else {
-            refuse(None, "invalid_token");
+            refuse(None, AuditReason::InvalidToken);
             return Err(AccountError::InvalidToken);
         };
         let user_id = record.user.id;
         let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
         let password = NewPassword::parse(password, &record.user.email, &hints)
-            .inspect_err(|_| refuse(Some(user_id), "weak_password"))?;
+            .inspect_err(|_| refuse(Some(user_id), AuditReason::WeakPassword))?;
         let new_hash = self.parts.hasher.hash(&password).await?;
 
         self.parts
@@ -227,7 +226,7 @@ impl Accounts {
             .is_none()
         {
             // Spent by a concurrent request (or expired) since the lookup.
-            refuse(Some(user_id), "invalid_token");
+            refuse(Some(user_id), AuditReason::InvalidToken);
             return Err(AccountError::InvalidToken);
         }
         self.parts.profiles.changed(user_id).await;
@@ -242,11 +241,11 @@ impl Accounts {
                 tracing::info!(%user_id, sessions = late, "ended sessions started during the reset")
             }
             Err(e) => {
-                tracing::warn!(%user_id, error = %e, "could not sweep sessions started during the reset")
+                tracing::warn!(%user_id, error = %ErrorChain(&e), "could not sweep sessions started during the reset")
             }
         }
         tracing::info!(%user_id, "password reset");
-        AuditEvent::success(RESET_KIND)
+        AuditEvent::success(AuditKind::PasswordReset)
             .user(user_id)
             .ip(ip)
             .record(&self.parts.audit);

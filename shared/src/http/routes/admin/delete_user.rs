@@ -9,6 +9,7 @@ use axum::routing::delete;
 use super::{USER, user_id};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ClientIp};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 
@@ -26,11 +27,11 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user, or the id is not a UUID (`not_found`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
+        problems::Forbidden,
+        problems::UserNotFound,
         (status = 409, description = "It is the last active admin (`last_admin`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unavailable,
     )
 )]
 #[tracing::instrument(name = "admin_delete_user", skip_all)]

@@ -15,6 +15,7 @@ use crate::db::PagePosition;
 use crate::db::admin::UserFilter;
 use crate::domain::{Role, User};
 use crate::http::extract::AdminCaller;
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::http::{ApiError, cursor};
 use crate::services::{Accounts, DependencyError};
@@ -45,9 +46,9 @@ pub(crate) struct UserPage {
     responses(
         (status = 200, description = "One page of users", body = UserPage),
         (status = 400, description = "`validation_failed` (limit, role, email) or `malformed_request` (a cursor we did not issue for these filters)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
+        problems::Forbidden,
+        problems::Unavailable,
     )
 )]
 async fn list_users(

@@ -13,6 +13,7 @@ use super::{USER, user_id};
 use crate::domain::{Role, User};
 use crate::http::ApiError;
 use crate::http::extract::{AdminCaller, ApiJson, ClientIp, present};
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
 use crate::services::accounts::UserUpdate;
@@ -28,7 +29,7 @@ struct UpdateUserRequest {
     #[serde(default)]
     email: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F](?:[^\u0000-\u001F\u007F-\u009F]{0,98}[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F])?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$")]
+    #[schema(schema_with = crate::http::routes::name_field)]
     name: Option<Option<String>>,
     #[serde(default)]
     role: Option<Role>,
@@ -47,13 +48,12 @@ struct UpdateUserRequest {
     responses(
         (status = 200, description = "The updated user", body = User),
         (status = 400, description = "`malformed_request`, `invalid_email` or `validation_failed`", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user, or the id is not a UUID (`not_found`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
+        problems::Forbidden,
+        problems::UserNotFound,
         (status = 409, description = "`email_taken`, or `last_admin` when it would leave no active admin", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`payload_too_large`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON (`unsupported_media_type`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down or the hashing queue is full (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::RefusedBody,
+        problems::Unavailable,
     )
 )]
 #[tracing::instrument(name = "admin_update_user", skip_all)]

@@ -14,6 +14,7 @@ use super::{USER_AUDIT, user_id};
 use crate::audit::{PagePosition, StoredEvent};
 use crate::auth::Authenticator;
 use crate::http::extract::AdminCaller;
+use crate::http::problems;
 use crate::http::state::AppState;
 use crate::http::{ApiError, cursor};
 use crate::services::{Accounts, DependencyError};
@@ -47,9 +48,9 @@ pub(crate) struct AuditEventPage {
     responses(
         (status = 200, description = "One page of events", body = AuditEventPage),
         (status = 400, description = "`validation_failed` (limit) or `malformed_request` (a cursor we did not issue for this user)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked access token (`unauthorized`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an admin (`forbidden`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user, or the id is not a UUID (`not_found`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        problems::Unauthorized,
+        problems::Forbidden,
+        problems::UserNotFound,
         (status = 503, description = "A dependency (Postgres, DynamoDB, Redis) is down (`unavailable`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
     )
 )]
