@@ -14,7 +14,8 @@ STARTED=$SECONDS
 MOTO_PID=""
 on_exit() {
     local rc=$?
-    stop_moto
+    # Defined further down: absent when a step before it failed.
+    if declare -F stop_moto >/dev/null; then stop_moto; fi
     local took
     took="$(fmt_duration $((SECONDS - STARTED)))"
     if ((rc == 0)); then

@@ -129,7 +129,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match LogoutCaller::from_request_parts(parts, state).await? {
+        // Boxed: awaiting the other extractor's future inline nests it deep enough to
+        // overflow the compiler's layout query on a clean build.
+        match Box::pin(LogoutCaller::from_request_parts(parts, state)).await? {
             LogoutCaller::Live(authorized) => Ok(authorized),
             LogoutCaller::CutOff(_) => Err(ApiError::Unauthorized),
         }
