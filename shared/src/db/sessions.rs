@@ -302,7 +302,7 @@ impl Db {
             let reused = tx
                 .query_opt(
                     "SELECT s.id, s.user_id, s.absolute_expires_at, rt.replaced_by,
-                            rt.spent_at > now() - make_interval(secs => $2) AS in_grace,
+                            rt.spent_at > clock_timestamp() - make_interval(secs => $2) AS in_grace,
                             s.revoked_at IS NULL AND s.absolute_expires_at > now() AS live
                      FROM refresh_tokens rt
                      JOIN sessions s ON s.id = rt.session_id
@@ -322,7 +322,9 @@ impl Db {
             let successor: Option<Vec<u8>> = row.try_get(3)?;
             let in_grace: bool = row.try_get(4)?;
             let live: bool = row.try_get(5)?;
-            if in_grace && live {
+            // Off (zero) means off: `now()` is each transaction's start, so a concurrent
+            // spend can look "in the future" to a racer; only a configured window counts.
+            if !grace.is_zero() && in_grace && live {
                 // Deleted only while nobody has used it (locked: a concurrent spend of the
                 // successor waits, then finds it gone).
                 let unused = tx
