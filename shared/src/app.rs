@@ -30,6 +30,8 @@ use crate::profiles::Profiles;
 use crate::redis_store::Cache;
 use crate::secrets::SecretsManager;
 use crate::services::accounts::{AccountParts, AccountSettings, Creator};
+use crate::services::credentials::Credentials;
+use crate::services::outbox::Outbox;
 use crate::services::sessions::{SessionParts, SessionSettings};
 use crate::services::{AccountError, Accounts, Sessions};
 
@@ -119,32 +121,46 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
     };
     let audit = AuditSink::new(audit_store, config.audit_retention);
     let background = tokio_util::task::TaskTracker::new();
+    let outbox = Outbox::new(
+        Mailer::from_config(config).context("mail configuration")?,
+        background.clone(),
+    );
+    let credentials = Credentials {
+        db: db.clone(),
+        hasher: hasher.clone(),
+        limits: limits.clone(),
+        audit: audit.clone(),
+        outbox: outbox.clone(),
+    };
     let accounts = Accounts::new(AccountParts {
         db: db.clone(),
         hasher: hasher.clone(),
+        credentials: credentials.clone(),
         revocations: revocations.clone(),
         profiles: Profiles::new(cache.clone(), db.clone()),
-        limits: limits.clone(),
-        mailer: Mailer::from_config(config).context("mail configuration")?,
+        limits,
+        outbox,
         audit: audit.clone(),
         background: background.clone(),
         settings: AccountSettings {
             public_base_url: config.public_base_url.clone(),
             password_reset_ttl: config.password_reset_ttl,
+            email_verification_ttl: config.email_verification_ttl,
         },
     });
     let sessions = Sessions::new(SessionParts {
         db: db.clone(),
         hasher,
+        credentials,
         tokens: tokens.clone(),
         revocations: revocations.clone(),
-        limits,
         audit: audit.clone(),
         background: background.clone(),
         settings: SessionSettings {
             refresh_token_ttl: config.refresh_token_ttl,
             session_max_lifetime: config.session_max_lifetime,
             refresh_reuse_grace: config.refresh_reuse_grace,
+            require_verified_email: config.require_verified_email,
         },
     });
     Ok(AppState {

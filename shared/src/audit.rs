@@ -69,6 +69,15 @@ pub enum AuditKind {
     AdminCreatedByCli,
     /// A registration refused by the per-IP limit (logged only: it names no user).
     Register,
+    /// A verification email asked for (`email_rate_limited` past the hourly limit).
+    EmailVerificationRequested,
+    /// The account's address verified with a link.
+    EmailVerified,
+    /// The caller asked to move its account to a new address (`old_email`, `new_email`).
+    EmailChangeRequested,
+    /// The account moved to a new address with the link sent to it (`old_email`,
+    /// `new_email`).
+    EmailChanged,
 }
 
 impl AuditKind {
@@ -89,6 +98,10 @@ impl AuditKind {
             Self::AdminBootstrapped => "admin_bootstrapped",
             Self::AdminCreatedByCli => "admin_created_by_cli",
             Self::Register => "register",
+            Self::EmailVerificationRequested => "email_verification_requested",
+            Self::EmailVerified => "email_verified",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
         }
     }
 }
@@ -124,9 +137,10 @@ pub enum AuditReason {
     FinishedAfterOutage,
     /// The `current_password` of a password change was wrong.
     WrongCurrentPassword,
-    /// A profile change that included the email.
+    /// A profile change that included the email (stored by versions before the email
+    /// change needed a confirmation; still returned for those events).
     EmailChanged,
-    /// A profile change of the name only.
+    /// A profile change of the name.
     NameChanged,
     /// The user was created as an admin.
     #[schema(rename = "role=admin")]
@@ -146,6 +160,16 @@ pub enum AuditReason {
     InvalidToken,
     /// A new password that fails the policy.
     WeakPassword,
+    /// Refused while the account is locked after repeated failures.
+    AccountLocked,
+    /// The password was right, but the email is not verified (`REQUIRE_VERIFIED_EMAIL`).
+    EmailNotVerified,
+    /// Another account has the address.
+    EmailTaken,
+    /// The email is verified already: nothing to send.
+    AlreadyVerified,
+    /// A pending email change was cancelled (a password change or reset).
+    PendingEmailChangeCancelled,
 }
 
 impl AuditReason {
@@ -174,6 +198,11 @@ impl AuditReason {
             Self::EmailRateLimited => "email_rate_limited",
             Self::InvalidToken => "invalid_token",
             Self::WeakPassword => "weak_password",
+            Self::AccountLocked => "account_locked",
+            Self::EmailNotVerified => "email_not_verified",
+            Self::EmailTaken => "email_taken",
+            Self::AlreadyVerified => "already_verified",
+            Self::PendingEmailChangeCancelled => "pending_email_change_cancelled",
         }
     }
 }
@@ -197,6 +226,10 @@ pub struct AuditEvent {
     pub reason: Option<AuditReason>,
     /// Which fields an admin action changed (`role,disabled`); names, never values.
     pub changes: Option<String>,
+    /// The address before an email change.
+    pub old_email: Option<String>,
+    /// The address after an email change (or the one it was asked to move to).
+    pub new_email: Option<String>,
     /// When it happened (microsecond precision, as Postgres keeps it).
     pub at: DateTime<Utc>,
 }
@@ -213,6 +246,8 @@ impl AuditEvent {
             ip: None,
             reason: None,
             changes: None,
+            old_email: None,
+            new_email: None,
             at: now_micros(),
         }
     }
@@ -241,6 +276,13 @@ impl AuditEvent {
     /// Names the fields a change touched.
     pub fn changes(mut self, fields: String) -> Self {
         self.changes = Some(fields);
+        self
+    }
+
+    /// Records an email change from `old` to `new`.
+    pub fn emails(mut self, old: &crate::domain::Email, new: &crate::domain::Email) -> Self {
+        self.old_email = Some(old.as_str().to_owned());
+        self.new_email = Some(new.as_str().to_owned());
         self
     }
 
@@ -282,6 +324,8 @@ impl AuditEvent {
             ip = self.ip.map(tracing::field::display),
             reason = self.reason.map(AuditReason::as_str),
             changes = self.changes.as_deref(),
+            old_email = self.old_email.as_deref(),
+            new_email = self.new_email.as_deref(),
             "audit"
         );
     }
@@ -330,6 +374,10 @@ mod tests {
             K::AdminBootstrapped,
             K::AdminCreatedByCli,
             K::Register,
+            K::EmailVerificationRequested,
+            K::EmailVerified,
+            K::EmailChangeRequested,
+            K::EmailChanged,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;
@@ -356,6 +404,11 @@ mod tests {
             R::EmailRateLimited,
             R::InvalidToken,
             R::WeakPassword,
+            R::AccountLocked,
+            R::EmailNotVerified,
+            R::EmailTaken,
+            R::AlreadyVerified,
+            R::PendingEmailChangeCancelled,
         ];
         assert_eq!(schema_values::<AuditReason>(), reasons.map(R::as_str));
     }

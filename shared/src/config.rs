@@ -96,6 +96,12 @@ pub struct Config {
     pub smtp_from: String,
     /// Lifetime of a password-reset token (`PASSWORD_RESET_TTL_SECONDS`, default 30 minutes).
     pub password_reset_ttl: Duration,
+    /// Lifetime of a verification or email-change link (`EMAIL_VERIFICATION_TTL_SECONDS`,
+    /// default 24 hours).
+    pub email_verification_ttl: Duration,
+    /// Refuse logins to accounts whose email is not verified (`REQUIRE_VERIFIED_EMAIL`,
+    /// default false).
+    pub require_verified_email: bool,
     /// Take the client IP from `X-Forwarded-For` (`TRUST_FORWARDED_FOR`); only behind a
     /// proxy that sets it, or clients could pick their own IP.
     pub trust_forwarded_for: bool,
@@ -199,6 +205,9 @@ pub struct LimitsConfig {
     /// Forgot requests per email per hour that send an email
     /// (`RATE_LIMIT_FORGOT_PER_EMAIL_PER_HOUR`).
     pub forgot_per_email_per_hour: u32,
+    /// Verification emails per account per hour that a resend request sends
+    /// (`RATE_LIMIT_VERIFICATION_PER_ACCOUNT_PER_HOUR`).
+    pub verification_per_account_per_hour: u32,
     /// Failed logins within the window that lock the account (`LOCKOUT_THRESHOLD`).
     pub lockout_threshold: u32,
     /// The window failures are counted in (`LOCKOUT_WINDOW_SECONDS`).
@@ -217,6 +226,7 @@ impl Default for LimitsConfig {
             forgot_per_ip_per_minute: 10,
             reset_per_ip_per_minute: 10,
             forgot_per_email_per_hour: 3,
+            verification_per_account_per_hour: 3,
             lockout_threshold: 5,
             lockout_window: Duration::from_secs(15 * 60),
             lockout_base: Duration::from_secs(60),
@@ -389,6 +399,8 @@ impl Config {
             smtp_url: get("SMTP_URL").map(SecretString::from),
             smtp_from: get("SMTP_FROM").unwrap_or_else(|| "no-reply@localhost.localdomain".into()),
             password_reset_ttl: secs("PASSWORD_RESET_TTL_SECONDS", 30 * 60)?,
+            email_verification_ttl: secs("EMAIL_VERIFICATION_TTL_SECONDS", 24 * 3600)?,
+            require_verified_email: parse_or(&get, "REQUIRE_VERIFIED_EMAIL", Some(false))?,
             trust_forwarded_for: parse_or(&get, "TRUST_FORWARDED_FOR", Some(false))?,
             limits: parse_limits(&get)?,
             authorizer_route_rules: get("AUTHORIZER_ROUTE_RULES"),
@@ -436,6 +448,10 @@ impl Config {
             (
                 "PASSWORD_RESET_TTL_SECONDS",
                 self.password_reset_ttl.as_secs(),
+            ),
+            (
+                "EMAIL_VERIFICATION_TTL_SECONDS",
+                self.email_verification_ttl.as_secs(),
             ),
             ("AUDIT_RETENTION_DAYS", self.audit_retention.as_secs()),
             ("SECRETS_REFRESH_SECONDS", self.secrets_refresh.as_secs()),
@@ -510,6 +526,11 @@ fn parse_limits(
             get,
             "RATE_LIMIT_FORGOT_PER_EMAIL_PER_HOUR",
             Some(d.forgot_per_email_per_hour),
+        )?,
+        verification_per_account_per_hour: parse_or(
+            get,
+            "RATE_LIMIT_VERIFICATION_PER_ACCOUNT_PER_HOUR",
+            Some(d.verification_per_account_per_hour),
         )?,
         lockout_threshold: parse_or(get, "LOCKOUT_THRESHOLD", Some(d.lockout_threshold))?,
         lockout_window: secs("LOCKOUT_WINDOW_SECONDS", d.lockout_window)?,

@@ -310,6 +310,19 @@ impl Limits {
         Ok(self.window_hit(&key, limit, HOUR).await? == Verdict::Allowed)
     }
 
+    /// Counts one verification email for the account; `false` past the hourly limit (the
+    /// request is answered as always, but no email goes out).
+    pub async fn verification_allowed(&self, user_id: uuid::Uuid) -> Result<bool, CacheError> {
+        let limit = self.config.verification_per_account_per_hour;
+        if limit == 0 {
+            return Ok(true);
+        }
+        let key = self
+            .cache
+            .key(format_args!("rl:account:verification:{user_id}"));
+        Ok(self.window_hit(&key, limit, HOUR).await? == Verdict::Allowed)
+    }
+
     // ----- failed logins per account -----
 
     /// Call before verifying a login's password: [`Verdict::Limited`] while the account is
@@ -386,6 +399,23 @@ impl Limits {
                     .key(&keys.pending)
                     .key(&keys.level)
                     .invoke_async::<i64>(&mut connection),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// The account proved its owner another way (a password reset): its failures, its
+    /// lockout and the lockout level are forgotten. Attempts in flight keep their slots.
+    pub async fn lockout_cleared(&self, email: &Email) -> Result<(), CacheError> {
+        let keys = AccountKeys::new(&self.cache, email);
+        let mut connection = self.cache.connection().await?;
+        self.cache
+            .timed(
+                redis::cmd("DEL")
+                    .arg(&keys.fails)
+                    .arg(&keys.level)
+                    .arg(&keys.locked)
+                    .query_async::<i64>(&mut connection),
             )
             .await
             .map(drop)

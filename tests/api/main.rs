@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod authorizer;
 mod aws_connections;
+mod email;
 mod errors;
 mod health;
 mod instances;

@@ -25,6 +25,9 @@ const MAIL_WAIT: Duration = Duration::from_secs(15);
 /// How long to wait before concluding that no email is coming.
 const QUIET: Duration = Duration::from_millis(750);
 
+/// The subject of the reset email (`shared/templates/email/password_reset.txt`).
+const RESET_SUBJECT: &str = "Reset your password";
+
 const FORGOT: &str = "/v1/auth/password/forgot";
 const RESET: &str = "/v1/auth/password/reset";
 
@@ -33,6 +36,8 @@ const RESET: &str = "/v1/auth/password/reset";
 /// `builder` sending its email to a fresh SMTP server, with links under [`BASE_URL`].
 async fn spawn_with(builder: TestAppBuilder) -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
+    // The reset emails only (not the verification link of each registration, nor notices).
+    smtp.keep_only(RESET_SUBJECT);
     let app = builder
         .env("SMTP_URL", smtp.url())
         .env("SMTP_FROM", SENDER)

@@ -22,6 +22,8 @@ pub fn assert_user_shape(user: &Value) -> Uuid {
         "name",
         "role",
         "disabled",
+        "email_verified",
+        "mfa_enabled",
         "created_at",
         "updated_at",
     ]
@@ -34,6 +36,8 @@ pub fn assert_user_shape(user: &Value) -> Uuid {
     assert!(user["name"].is_null() || user["name"].is_string(), "{user}");
     assert!(user["role"] == "user" || user["role"] == "admin", "{user}");
     assert!(user["disabled"].is_boolean(), "{user}");
+    assert!(user["email_verified"].is_boolean(), "{user}");
+    assert!(user["mfa_enabled"].is_boolean(), "{user}");
     for field in ["created_at", "updated_at"] {
         let text = user[field]
             .as_str()

@@ -221,6 +221,7 @@ async fn a_password_change_cut_short_is_finished_by_its_repeat() {
 #[tokio::test]
 async fn a_password_reset_cut_short_is_finished_by_its_repeat() {
     let smtp = SmtpServer::start().await;
+    smtp.keep_only("Reset your password");
     let a = TestApp::builder()
         .env("SMTP_URL", smtp.url())
         .env("PUBLIC_BASE_URL", "https://app.example.test")

@@ -235,6 +235,8 @@ const BASE_URL: &str = "https://app.example.test";
 /// A deployment sending its email to a fresh SMTP server.
 async fn spawn_with_smtp() -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
+    // The reset emails only (not the verification link of each registration, nor notices).
+    smtp.keep_only("Reset your password");
     let app = TestApp::builder()
         .env("SMTP_URL", smtp.url())
         .env("SMTP_FROM", "no-reply@example.test")

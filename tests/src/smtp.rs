@@ -50,6 +50,24 @@ impl ReceivedMail {
         self.parsed().headers.get_first_value(name)
     }
 
+    /// The decoded `Subject`.
+    pub fn subject(&self) -> String {
+        self.header("Subject").unwrap_or_default()
+    }
+
+    /// The decoded body of the first `text/html` part; panics if there is none.
+    pub fn html(&self) -> String {
+        fn find(part: &mailparse::ParsedMail<'_>) -> Option<String> {
+            if part.subparts.is_empty() {
+                return (part.ctype.mimetype == "text/html")
+                    .then(|| part.get_body().expect("decodable html part"));
+            }
+            part.subparts.iter().find_map(find)
+        }
+        find(&self.parsed())
+            .unwrap_or_else(|| panic!("no text/html part in the message: {}", self.raw()))
+    }
+
     /// The decoded body of the first `text/plain` part (the whole body if that is the
     /// message itself); panics if there is none.
     pub fn text(&self) -> String {
@@ -70,14 +88,30 @@ impl ReceivedMail {
 struct Inbox {
     messages: Mutex<Vec<ReceivedMail>>,
     arrived: Notify,
-    /// How many further `DATA` commands to refuse with a transient error (451).
+    /// How many further messages to refuse with a transient error (451).
     refuse: AtomicU32,
+    /// When set, only messages whose subject starts with it are kept (and refused);
+    /// others are accepted and dropped.
+    only_subject: Mutex<Option<String>>,
 }
 
 impl Inbox {
     fn push(&self, mail: ReceivedMail) {
         self.messages.lock().expect("inbox lock").push(mail);
         self.arrived.notify_waiters();
+    }
+
+    /// Whether a message with these bytes is one the test looks at.
+    fn wanted(&self, data: &[u8]) -> bool {
+        let only = self.only_subject.lock().expect("filter lock").clone();
+        let Some(prefix) = only else {
+            return true;
+        };
+        use mailparse::MailHeaderMap as _;
+        mailparse::parse_headers(data)
+            .ok()
+            .and_then(|(headers, _)| headers.get_first_value("Subject"))
+            .is_some_and(|subject| subject.starts_with(&prefix))
     }
 
     fn take_refusal(&self) -> bool {
@@ -139,8 +173,15 @@ impl SmtpServer {
         format!("smtp://{}", self.addr)
     }
 
-    /// Answers the next `n` `DATA` commands with `451` (a transient failure: the client
-    /// should try again later).
+    /// Keeps only the messages whose subject starts with `subject` from now on: the others
+    /// (security notices, verification links) are accepted and dropped, so a test can count
+    /// the emails it is about.
+    pub fn keep_only(&self, subject: &str) {
+        *self.inbox.only_subject.lock().expect("filter lock") = Some(subject.to_owned());
+    }
+
+    /// Answers the next `n` messages (that [`Self::keep_only`] keeps) with `451` at the end
+    /// of their data (a transient failure: the client should try again later).
     pub fn refuse_next(&self, n: u32) {
         self.inbox.refuse.store(n, Ordering::SeqCst);
     }
@@ -179,6 +220,43 @@ impl SmtpServer {
                     "{} message(s) for {to} within {within:?}, expected {count}; all received: {:?}",
                     found.len(),
                     self.messages().iter().map(|m| &m.to).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
+    /// The messages for `to` whose subject starts with `subject`, oldest first.
+    pub fn messages_about(&self, to: &str, subject: &str) -> Vec<ReceivedMail> {
+        self.messages_to(to)
+            .into_iter()
+            .filter(|m| m.subject().starts_with(subject))
+            .collect()
+    }
+
+    /// Waits until `count` messages for `to` whose subject starts with `subject` have
+    /// arrived and returns them, oldest first; panics after `within`.
+    pub async fn wait_for_about(
+        &self,
+        to: &str,
+        subject: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<ReceivedMail> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.inbox.arrived.notified();
+            let found = self.messages_about(to, subject);
+            if found.len() >= count {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!(
+                    "{} message(s) \"{subject}…\" for {to} within {within:?}, expected {count}; all subjects for {to}: {:?}",
+                    found.len(),
+                    self.messages_to(to)
+                        .iter()
+                        .map(ReceivedMail::subject)
+                        .collect::<Vec<_>>()
                 );
             }
         }
@@ -241,9 +319,6 @@ impl Collector {
 
 impl Handler for Collector {
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
-        if self.inbox.take_refusal() {
-            return Response::custom(451, "4.3.0 Try again later (test refusal)".into());
-        }
         self.from = from.to_owned();
         self.to = to.to_vec();
         self.data.clear();
@@ -256,6 +331,12 @@ impl Handler for Collector {
     }
 
     fn data_end(&mut self) -> Response {
+        if !self.inbox.wanted(&self.data) {
+            return response::OK;
+        }
+        if self.inbox.take_refusal() {
+            return Response::custom(451, "4.3.0 Try again later (test refusal)".into());
+        }
         self.inbox.push(ReceivedMail {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),

@@ -174,6 +174,8 @@ fn to_item(event: &StoredEvent, retention: Duration) -> HashMap<String, Attribut
         ("session_id", event.session_id.map(|id| id.to_string())),
         ("reason", event.reason.clone()),
         ("changes", event.changes.clone()),
+        ("old_email", event.old_email.clone()),
+        ("new_email", event.new_email.clone()),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -210,6 +212,8 @@ fn from_item(
         session_id: uuid("session_id")?,
         reason: text("reason"),
         changes: text("changes"),
+        old_email: text("old_email"),
+        new_email: text("new_email"),
     })
 }
 
@@ -239,6 +243,8 @@ mod tests {
             actor_id: None,
             session_id: Some(Uuid::now_v7()),
             changes: None,
+            old_email: Some("old@example.com".into()),
+            new_email: Some("new@example.com".into()),
         };
         let item = to_item(&event, Duration::from_secs(90 * 86_400));
         assert_eq!(

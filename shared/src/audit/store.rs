@@ -66,6 +66,12 @@ pub struct StoredEvent {
     /// The fields an admin action changed (names, never values).
     #[schema(required = true)]
     pub changes: Option<String>,
+    /// For an email change: the address before.
+    #[schema(required = true)]
+    pub old_email: Option<String>,
+    /// For an email change: the address after (or asked for).
+    #[schema(required = true)]
+    pub new_email: Option<String>,
 }
 
 impl StoredEvent {
@@ -81,6 +87,8 @@ impl StoredEvent {
             actor_id: event.actor_id,
             session_id: event.session_id,
             changes: event.changes,
+            old_email: event.old_email,
+            new_email: event.new_email,
         }
     }
 }
@@ -170,7 +178,7 @@ impl AuditStore {
 }
 
 enum Message {
-    Event(StoredEvent),
+    Event(Box<StoredEvent>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -220,7 +228,7 @@ impl AuditSink {
         };
         self.start();
         let stored = StoredEvent::from_event(event, user_id);
-        if let Err(e) = self.inner.sender.try_send(Message::Event(stored)) {
+        if let Err(e) = self.inner.sender.try_send(Message::Event(Box::new(stored))) {
             let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let why = match e {
                 mpsc::error::TrySendError::Full(_) => "the audit writer is behind",
@@ -278,7 +286,7 @@ async fn write_loop(store: AuditStore, retention: Duration, mut receiver: mpsc::
         let linger_until = tokio::time::Instant::now() + LINGER;
         while let Some(message) = next.take() {
             match message {
-                Message::Event(event) => batch.push(event),
+                Message::Event(event) => batch.push(*event),
                 Message::Flush(done) => flushes.push(done),
             }
             if batch.len() >= BATCH_SIZE {

@@ -43,6 +43,18 @@ impl fmt::Debug for OpaqueToken {
     }
 }
 
+/// Whether `presented` has the shape of an issued token (43 base64url characters): anything
+/// else can be refused without a database round trip.
+pub fn is_well_formed(presented: &str) -> bool {
+    presented.len() == TOKEN_CHARS
+        && presented
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// Length of a token as issued: 32 bytes in base64url without padding.
+const TOKEN_CHARS: usize = 43;
+
 /// The SHA-256 of a presented token, to look it up.
 pub fn hash(presented: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
@@ -67,5 +79,21 @@ mod tests {
         assert_ne!(a.expose(), b.expose());
         assert_eq!(hash(a.expose()), *a.hash());
         assert!(!format!("{a:?}").contains(a.expose()));
+        assert!(is_well_formed(a.expose()));
+    }
+
+    #[test]
+    fn only_token_shaped_strings_are_well_formed() {
+        let token = OpaqueToken::generate().expect("rng");
+        for garbage in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", &token.expose()[..42]),
+            &format!("{}+", &token.expose()[..42]),
+            &format!("{}é", &token.expose()[..41]),
+        ] {
+            assert!(!is_well_formed(garbage), "{garbage:?}");
+        }
     }
 }

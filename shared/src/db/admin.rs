@@ -10,6 +10,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::email_tokens::drop_outstanding_links;
 use super::users::{COLUMNS, UserRecord, from_row};
 use super::{Db, DbError, PagePosition};
 use crate::domain::{Email, Role, User, UserName};
@@ -37,6 +38,10 @@ pub struct AdminChange<'a> {
     pub role: Option<Role>,
     /// Disable or enable.
     pub disabled: Option<bool>,
+    /// Mark the email verified or not. Absent with a new email: not verified.
+    pub email_verified: Option<bool>,
+    /// Turn the user's two-factor login off (a lost phone).
+    pub remove_mfa: bool,
 }
 
 /// Why an admin change was refused.
@@ -68,6 +73,8 @@ pub struct ChangeEffects {
     pub sessions_ended: bool,
     /// The sessions it ended.
     pub ended_sessions: Vec<Uuid>,
+    /// The address before, when the change moved the account to another one.
+    pub old_email: Option<Email>,
 }
 
 impl Db {
@@ -135,6 +142,7 @@ impl Db {
                     || disabled,
                 sessions_ended: disabled,
                 ended_sessions: Vec::new(),
+                old_email: None,
             };
             let (set_name, name) = match change.name {
                 Some(name) => (true, name.map(UserName::as_str)),
@@ -146,6 +154,10 @@ impl Db {
                     name = CASE WHEN $3 THEN $4 ELSE name END,
                     role = COALESCE($5, role),
                     disabled = COALESCE($6, disabled),
+                    email_verified = CASE WHEN $9::boolean IS NOT NULL THEN $9
+                                          WHEN $2::text IS NOT NULL AND $2 <> email THEN false
+                                          ELSE email_verified END,
+                    mfa_enabled = mfa_enabled AND NOT $10,
                     tokens_valid_after = CASE WHEN $7 THEN greatest(tokens_valid_after, $8)
                                               ELSE tokens_valid_after END,
                     updated_at = now()
@@ -164,12 +176,22 @@ impl Db {
                         &change.disabled,
                         &effects.access_tokens_cut_off,
                         &at,
+                        &change.email_verified,
+                        &change.remove_mfa,
                     ],
                 )
                 .await
                 .map_err(DbError::from)?;
             let updated = from_row(&row)?;
+            // A link sent before the address changed or the account was disabled must not
+            // work after it.
             let mut effects = effects;
+            if updated.user.email != current.user.email {
+                effects.old_email = Some(current.user.email.clone());
+            }
+            if effects.old_email.is_some() || disabled {
+                drop_outstanding_links(&tx, id).await?;
+            }
             if effects.sessions_ended {
                 effects.ended_sessions = end_all_sessions(&tx, id, "disabled").await?;
             }
@@ -207,6 +229,7 @@ impl Db {
                 &[&id, &at],
             )
             .await?;
+            drop_outstanding_links(&tx, id).await?;
             let ended = end_all_sessions(&tx, id, "deleted").await?;
             mark(at, ended.clone())
                 .await

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Db, DbError};
 use crate::audit::{PagePosition, StoredEvent};
 
-const COLUMNS: &str = "id, user_id, at, type, outcome, ip, actor_id, session_id, reason, changes";
+const COLUMNS: &str = "id, user_id, at, type, outcome, ip, actor_id, session_id, reason, changes, old_email, new_email";
 
 impl Db {
     /// Inserts `events`, each expiring `retention` after it happened; an event already
@@ -31,6 +31,8 @@ impl Db {
         let sessions: Vec<Option<Uuid>> = events.iter().map(|e| e.session_id).collect();
         let reasons: Vec<Option<&str>> = events.iter().map(|e| e.reason.as_deref()).collect();
         let changes: Vec<Option<&str>> = events.iter().map(|e| e.changes.as_deref()).collect();
+        let old_emails: Vec<Option<&str>> = events.iter().map(|e| e.old_email.as_deref()).collect();
+        let new_emails: Vec<Option<&str>> = events.iter().map(|e| e.new_email.as_deref()).collect();
         let expiries: Vec<DateTime<Utc>> = events
             .iter()
             .map(|e| {
@@ -44,10 +46,10 @@ impl Db {
                 .prepare_cached(
                     "INSERT INTO audit_events
                          (id, user_id, at, type, outcome, ip, actor_id, session_id, reason,
-                          changes, expires_at)
+                          changes, expires_at, old_email, new_email)
                      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[],
                          $4::text[], $5::text[], $6::inet[], $7::uuid[], $8::uuid[],
-                         $9::text[], $10::text[], $11::timestamptz[])
+                         $9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::text[])
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .await?;
@@ -55,8 +57,19 @@ impl Db {
                 .execute(
                     &insert,
                     &[
-                        &ids, &users, &ats, &kinds, &outcomes, &ips, &actors, &sessions, &reasons,
-                        &changes, &expiries,
+                        &ids,
+                        &users,
+                        &ats,
+                        &kinds,
+                        &outcomes,
+                        &ips,
+                        &actors,
+                        &sessions,
+                        &reasons,
+                        &changes,
+                        &expiries,
+                        &old_emails,
+                        &new_emails,
                     ],
                 )
                 .await?;
@@ -122,6 +135,8 @@ fn from_row(row: &Row) -> Result<StoredEvent, DbError> {
             session_id: row.try_get("session_id")?,
             reason: row.try_get("reason")?,
             changes: row.try_get("changes")?,
+            old_email: row.try_get("old_email")?,
+            new_email: row.try_get("new_email")?,
         })
     };
     get().map_err(|e| DbError::Query(e.into()))

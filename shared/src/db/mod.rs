@@ -8,6 +8,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod audit;
+pub(crate) mod email_tokens;
 pub(crate) mod reset_tokens;
 pub(crate) mod sessions;
 pub(crate) mod users;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::email_tokens::drop_outstanding_links;
 use super::users::{UserRecord, from_row};
 use super::{Db, DbError};
 
@@ -83,7 +84,7 @@ impl Db {
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(
-                    "SELECT u.id, u.email, u.name, u.role, u.disabled, u.created_at,
+                    "SELECT u.id, u.email, u.name, u.role, u.disabled, u.email_verified, u.mfa_enabled, u.created_at,
                             u.updated_at, u.password_hash, u.tokens_valid_after
                      FROM password_reset_tokens t JOIN users u ON u.id = t.user_id
                      WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > now()
@@ -101,7 +102,8 @@ impl Db {
     }
 
     /// Spends the reset token and stores `new_password_hash` for its user, in one
-    /// transaction; returns the user, or `None` when the token is unknown, spent, expired,
+    /// transaction, marks the address verified (the link proved it) and drops the account's
+    /// other outstanding links; returns the user, or `None` when the token is unknown, spent, expired,
     /// or its user is gone or disabled.
     ///
     /// The spend is one conditional `UPDATE ... WHERE used_at IS NULL`: of several requests
@@ -129,18 +131,15 @@ impl Db {
                 return Ok(None);
             };
             let user_id: Uuid = row.try_get(0)?;
+            // The reset link proved the address, so it is verified now.
             tx.execute(
-                "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+                "UPDATE users SET password_hash = $2, email_verified = true, updated_at = now()
+                 WHERE id = $1",
                 &[&user_id, &new_password_hash],
             )
             .await?;
-            // Any other unused token of the user dies with this reset.
-            tx.execute(
-                "DELETE FROM password_reset_tokens
-                 WHERE user_id = $1 AND used_at IS NULL",
-                &[&user_id],
-            )
-            .await?;
+            // Any other unused reset link, and a pending email change, die with this reset.
+            drop_outstanding_links(&tx, user_id).await?;
             tx.commit().await?;
             Ok(Some(user_id))
         })

@@ -4,6 +4,7 @@ use anyhow::anyhow;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::email_tokens::drop_outstanding_links;
 use super::{Db, DbError};
 use crate::domain::{Email, Role, User, UserName};
 
@@ -16,8 +17,7 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
-pub(crate) const COLUMNS: &str =
-    "id, email, name, role, disabled, created_at, updated_at, password_hash";
+pub(crate) const COLUMNS: &str = "id, email, name, role, disabled, email_verified, mfa_enabled, created_at, updated_at, password_hash";
 
 pub(crate) fn from_row(row: &Row) -> Result<UserRecord, DbError> {
     let bad = |what: &str| DbError::Query(anyhow!("users row holds an invalid {what}"));
@@ -34,6 +34,8 @@ pub(crate) fn from_row(row: &Row) -> Result<UserRecord, DbError> {
                 .map_err(|_| bad("name"))?,
             role: role.parse().map_err(|_| bad("role"))?,
             disabled: row.try_get("disabled")?,
+            email_verified: row.try_get("email_verified")?,
+            mfa_enabled: row.try_get("mfa_enabled")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         },
@@ -52,6 +54,8 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     /// The role to give.
     pub role: Role,
+    /// Whether the address counts as verified from the start.
+    pub email_verified: bool,
 }
 
 /// Inserts `new` inside the transaction `tx`.
@@ -60,8 +64,8 @@ pub(crate) async fn insert_user(
     new: &NewUser<'_>,
 ) -> Result<User, DbError> {
     let sql = format!(
-        "INSERT INTO users (id, email, name, password_hash, role)
-         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        "INSERT INTO users (id, email, name, password_hash, role, email_verified)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let stmt = tx.prepare_cached(&sql).await?;
     let row = tx
@@ -73,19 +77,11 @@ pub(crate) async fn insert_user(
                 &new.name.map(UserName::as_str),
                 &new.password_hash,
                 &new.role.as_str(),
+                &new.email_verified,
             ],
         )
         .await?;
     Ok(from_row(&row)?.user)
-}
-
-/// A change to a user's profile; `None` leaves a field alone.
-#[derive(Debug, Default)]
-pub struct ProfileChange<'a> {
-    /// New email.
-    pub email: Option<&'a Email>,
-    /// New name; `Some(None)` removes it.
-    pub name: Option<Option<&'a UserName>>,
 }
 
 impl Db {
@@ -135,56 +131,74 @@ impl Db {
         .await
     }
 
-    /// Applies a profile change and returns the updated user (`None`: no such live user).
-    pub async fn update_profile(
+    /// Sets (or with `None` removes) the user's display name; returns the updated user
+    /// (`None`: no such live user).
+    pub async fn set_name(
         &self,
         id: Uuid,
-        change: ProfileChange<'_>,
+        name: Option<&UserName>,
     ) -> Result<Option<User>, DbError> {
-        let (set_name, name) = match change.name {
-            Some(name) => (true, name.map(UserName::as_str)),
-            None => (false, None),
-        };
         self.timed(async {
             let client = self.client().await?;
             let sql = format!(
-                "UPDATE users SET
-                    email = COALESCE($2, email),
-                    name = CASE WHEN $3 THEN $4 ELSE name END,
-                    updated_at = now()
+                "UPDATE users SET name = $2, updated_at = now()
                  WHERE id = $1 AND deleted_at IS NULL
                  RETURNING {COLUMNS}"
             );
             let row = client
-                .query_opt(
-                    &sql,
-                    &[&id, &change.email.map(Email::as_str), &set_name, &name],
-                )
+                .query_opt(&sql, &[&id, &name.map(UserName::as_str)])
                 .await?;
             Ok(row.as_ref().map(from_row).transpose()?.map(|r| r.user))
         })
         .await
     }
 
-    /// Replaces the stored password hash (a password change, or a re-hash with new
-    /// parameters). `only_if_current` guards a re-hash against a concurrent change.
-    pub async fn set_password_hash(
+    /// Stores the hash of a new password the user chose, and in the same transaction
+    /// deletes the account's outstanding password-reset and email-change links (see
+    /// [`drop_outstanding_links`]). Returns whether a pending email change was cancelled, or
+    /// `None` when the user is gone.
+    pub async fn change_password_hash(
         &self,
         id: Uuid,
         new_hash: &str,
-        only_if_current: Option<&str>,
+    ) -> Result<Option<bool>, DbError> {
+        self.timed(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let updated = tx
+                .execute(
+                    "UPDATE users SET password_hash = $2, updated_at = now()
+                     WHERE id = $1 AND deleted_at IS NULL",
+                    &[&id, &new_hash],
+                )
+                .await?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            let cancelled = drop_outstanding_links(&tx, id).await?;
+            tx.commit().await?;
+            Ok(Some(cancelled))
+        })
+        .await
+    }
+
+    /// Replaces a hash made with older parameters (after a successful login), unless the
+    /// password changed meanwhile (`old_hash` is no longer stored).
+    pub async fn rehash_password(
+        &self,
+        id: Uuid,
+        new_hash: &str,
+        old_hash: &str,
     ) -> Result<bool, DbError> {
         self.timed(async {
             let client = self.client().await?;
             let updated = client
                 .execute(
-                    // A re-hash (`only_if_current`) is not a change of the account: it keeps
-                    // `updated_at`, so cached profiles stay right (see `crate::profiles`).
-                    "UPDATE users SET password_hash = $2,
-                     updated_at = CASE WHEN $3::text IS NULL THEN now() ELSE updated_at END
-                     WHERE id = $1 AND deleted_at IS NULL
-                       AND ($3::text IS NULL OR password_hash = $3)",
-                    &[&id, &new_hash, &only_if_current],
+                    // A re-hash is not a change of the account: it keeps `updated_at`, so
+                    // cached profiles stay right (see `crate::profiles`).
+                    "UPDATE users SET password_hash = $2
+                     WHERE id = $1 AND deleted_at IS NULL AND password_hash = $3",
+                    &[&id, &new_hash, &old_hash],
                 )
                 .await?;
             Ok(updated == 1)

@@ -124,6 +124,11 @@ pub struct User {
     pub role: Role,
     /// A disabled user cannot log in and all its tokens are rejected.
     pub disabled: bool,
+    /// Whether the owner of `email` proved it (a verification or email-change link, or a
+    /// password reset).
+    pub email_verified: bool,
+    /// Whether logging in takes a second factor.
+    pub mfa_enabled: bool,
     /// When the account was created.
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -186,6 +191,8 @@ mod tests {
             name: None,
             role: Role::Admin,
             disabled: false,
+            email_verified: true,
+            mfa_enabled: false,
             created_at: at,
             updated_at: at,
         };
@@ -198,6 +205,8 @@ mod tests {
                 "name": null,
                 "role": "admin",
                 "disabled": false,
+                "email_verified": true,
+                "mfa_enabled": false,
                 "created_at": "2026-11-29T15:36:16.500000Z",
                 "updated_at": "2026-11-29T15:36:16.500000Z",
             })

@@ -39,11 +39,19 @@ pub enum ApiError {
     /// 400: the email fails the syntax rules.
     #[error("invalid email: {0}")]
     InvalidEmail(#[from] EmailError),
+    /// 400: the email in a field other than `email` fails the syntax rules.
+    #[error("invalid email in {field}: {reason}")]
+    InvalidEmailIn {
+        /// The request field.
+        field: &'static str,
+        /// Why.
+        reason: EmailError,
+    },
     /// 400: the password fails the policy.
     #[error("weak password: {0}")]
     WeakPassword(#[from] PasswordError),
-    /// 400: a password-reset token unknown, used or expired.
-    #[error("invalid reset token")]
+    /// 400: a password-reset or email-verification token unknown, used or expired.
+    #[error("invalid token")]
     InvalidToken,
     /// 401: access token missing, malformed, badly signed, expired or revoked.
     #[error("unauthorized")]
@@ -60,6 +68,9 @@ pub enum ApiError {
     /// 403: the `current_password` of a password change is wrong.
     #[error("wrong current password")]
     WrongCurrentPassword,
+    /// 403: the password is right, but the email is not verified (`REQUIRE_VERIFIED_EMAIL`).
+    #[error("email not verified")]
+    EmailNotVerified,
     /// 404: no such resource or route.
     #[error("not found")]
     NotFound,
@@ -99,12 +110,15 @@ impl ApiError {
             Self::MalformedRequest(_)
             | Self::Validation(_)
             | Self::InvalidEmail(_)
+            | Self::InvalidEmailIn { .. }
             | Self::WeakPassword(_)
             | Self::InvalidToken => StatusCode::BAD_REQUEST,
             Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Forbidden | Self::WrongCurrentPassword => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::WrongCurrentPassword | Self::EmailNotVerified => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken | Self::LastAdmin => StatusCode::CONFLICT,
@@ -121,9 +135,10 @@ impl ApiError {
         match self {
             Self::MalformedRequest(_) => "malformed_request",
             Self::Validation(_) => "validation_failed",
-            Self::InvalidEmail(_) => "invalid_email",
+            Self::InvalidEmail(_) | Self::InvalidEmailIn { .. } => "invalid_email",
             Self::WeakPassword(_) => "weak_password",
             Self::InvalidToken => "invalid_token",
+            Self::EmailNotVerified => "email_not_verified",
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials | Self::WrongCurrentPassword => "invalid_credentials",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -144,8 +159,9 @@ impl ApiError {
         match self {
             Self::MalformedRequest(_) => "Malformed request",
             Self::Validation(_) => "Validation failed",
-            Self::InvalidEmail(_) => "Invalid email",
+            Self::InvalidEmail(_) | Self::InvalidEmailIn { .. } => "Invalid email",
             Self::WeakPassword(_) => "Weak password",
+            Self::EmailNotVerified => "Email not verified",
             Self::InvalidToken => "Invalid token",
             Self::Unauthorized => "Unauthorized",
             Self::InvalidCredentials | Self::WrongCurrentPassword => "Invalid credentials",
@@ -172,8 +188,13 @@ impl ApiError {
                 .collect::<Vec<_>>()
                 .join("; "),
             Self::InvalidEmail(why) => format!("email is not valid: {why}"),
+            Self::InvalidEmailIn { field, reason } => format!("{field} is not valid: {reason}"),
             Self::WeakPassword(why) => why.to_string(),
-            Self::InvalidToken => "the reset token is unknown, expired or already used".into(),
+            Self::InvalidToken => "the token is unknown, expired or already used".into(),
+            Self::EmailNotVerified => {
+                "verify the email address first: open the link sent to it, or reset the password"
+                    .into()
+            }
             Self::Unauthorized => "a valid access token is required".into(),
             Self::InvalidCredentials => "email or password is wrong".into(),
             Self::WrongCurrentPassword => "current_password is wrong".into(),
@@ -208,6 +229,9 @@ impl ApiError {
         match self {
             Self::Validation(errors) => Some(errors.clone()),
             Self::InvalidEmail(why) => one("email", "invalid_email", why.to_string()),
+            Self::InvalidEmailIn { field, reason } => {
+                one(field, "invalid_email", reason.to_string())
+            }
             Self::WeakPassword(why) => one("password", "weak_password", why.to_string()),
             _ => None,
         }
@@ -248,6 +272,7 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::InvalidEmail(e) => e.into(),
             SessionError::InvalidCredentials => ApiError::InvalidCredentials,
+            SessionError::EmailNotVerified => ApiError::EmailNotVerified,
             SessionError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             SessionError::Unauthorized => ApiError::Unauthorized,
             SessionError::RateLimited { retry_after_secs } => {
@@ -271,6 +296,16 @@ impl From<AccountError> for ApiError {
             AccountError::CallerGone => ApiError::Unauthorized,
             AccountError::WrongCurrentPassword => ApiError::WrongCurrentPassword,
             AccountError::InvalidToken => ApiError::InvalidToken,
+            AccountError::SameEmail => ApiError::field(
+                "new_email",
+                "same_email",
+                "this is the account's email already",
+            ),
+            AccountError::MfaCannotBeTurnedOn => ApiError::field(
+                "mfa_enabled",
+                "cannot_enable",
+                "only the user can turn two-factor login on; an admin can only turn it off",
+            ),
             AccountError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }

@@ -28,6 +28,9 @@ use crate::http::routes::{self, admin};
         routes::logout::logout,
         routes::get_me::get_me,
         routes::update_me::update_me,
+        routes::change_email::change_email,
+        routes::resend_verification::resend_verification,
+        routes::verify_email::verify_email,
         routes::change_password::change_password,
         routes::forgot_password::forgot_password,
         routes::reset_password::reset_password,
@@ -335,6 +338,7 @@ mod tests {
             ("POST", routes::register::PATH),
             ("POST", routes::login::PATH),
             ("PUT", routes::change_password::PATH),
+            ("POST", routes::change_email::PATH),
             ("POST", routes::reset_password::PATH),
             ("POST", admin::USERS),
         ];

@@ -11,6 +11,8 @@
 //! `limits`, `mail`, `audit`, `profiles`) ← `services` ← `http` ← `app`, `lambda`, `main`.
 
 pub mod accounts;
+pub(crate) mod credentials;
+pub(crate) mod outbox;
 pub(crate) mod sessions;
 
 use crate::audit::AuditStoreError;

@@ -23,12 +23,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
+use super::credentials::{CheckError, Credentials, Purpose};
 use super::{DependencyError, dependency_errors, new_opaque_token};
 use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::auth::Caller;
-use crate::auth::hashing::{PasswordHasher, Verification};
+use crate::auth::hashing::PasswordHasher;
 use crate::auth::opaque::{self, OpaqueToken};
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::{AccessTokens, IssuedAccessToken};
@@ -36,7 +36,7 @@ use crate::db::Db;
 use crate::db::sessions::{IssuedSession, RevokeReason, Rotation};
 use crate::db::users::UserRecord;
 use crate::domain::{Email, EmailError, PasswordAttempt, User};
-use crate::limits::{IpAction, LimitError, Limits, Verdict};
+
 use crate::telemetry::{self, metric};
 
 /// How long sessions and refresh tokens live.
@@ -50,6 +50,8 @@ pub struct SessionSettings {
     /// How long a spent refresh token may be presented again while its successor is
     /// unused (`REFRESH_REUSE_GRACE_SECONDS`; zero: never).
     pub refresh_reuse_grace: Duration,
+    /// Refuse logins to unverified emails (`REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
 }
 
 /// Why a session operation did not succeed.
@@ -64,6 +66,10 @@ pub enum SessionError {
     /// The refresh token is unknown, expired, revoked or reused.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// The password is right but the email is not verified, and `REQUIRE_VERIFIED_EMAIL`
+    /// is on.
+    #[error("email not verified")]
+    EmailNotVerified,
     /// The access token is revoked and there is no cut-short revocation to finish with it.
     #[error("unauthorized")]
     Unauthorized,
@@ -80,11 +86,12 @@ pub enum SessionError {
 
 dependency_errors!(SessionError);
 
-impl From<LimitError> for SessionError {
-    fn from(e: LimitError) -> Self {
+impl From<CheckError> for SessionError {
+    fn from(e: CheckError) -> Self {
         match e {
-            LimitError::Limited { retry_after_secs } => Self::RateLimited { retry_after_secs },
-            LimitError::Unavailable(e) => e.into(),
+            CheckError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            CheckError::Wrong => Self::InvalidCredentials,
+            CheckError::Dependency(e) => e.into(),
         }
     }
 }
@@ -112,14 +119,14 @@ pub struct Sessions {
 pub struct SessionParts {
     /// Postgres.
     pub db: Db,
-    /// argon2id.
+    /// argon2id (the re-hash after a login).
     pub hasher: PasswordHasher,
+    /// The password check with the lockout protocol.
+    pub credentials: Credentials,
     /// Access-token signing.
     pub tokens: AccessTokens,
     /// The revocation mirror.
     pub revocations: Revocations,
-    /// Rate limits and the account lockout.
-    pub limits: Limits,
     /// The audit trail.
     pub audit: AuditSink,
     /// Work left running after an answer (a re-hash).
@@ -136,45 +143,38 @@ impl Sessions {
         }
     }
 
-    /// Trades an email and a password for a new session's tokens.
+    /// Trades an email and a password for a new session's tokens (the order of the
+    /// checks is [`super::credentials`]'s protocol).
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         ip: Option<IpAddr>,
     ) -> Result<IssuedTokens, SessionError> {
-        self.parts.limits.enforce_ip(IpAction::Login, ip).await?;
+        let credentials = &self.parts.credentials;
+        credentials
+            .admit(ip, Email::parse(email).ok().as_ref(), Purpose::Login)
+            .await?;
         let email = Email::parse(email)?;
         // Keys first: no session (and no spent lockout slot) for a token that cannot be signed.
         self.parts.tokens.keys().await?;
         let attempt = PasswordAttempt::new(password);
-        if let Verdict::Limited { retry_after_secs } = self.parts.limits.login_begin(&email).await?
-        {
-            AuditEvent::failure(AuditKind::Login, AuditReason::RateLimited)
-                .ip(ip)
-                .record(&self.parts.audit);
-            return Err(SessionError::RateLimited { retry_after_secs });
-        }
-        let (record, needs_rehash) = match self.verify(&email, &attempt, ip).await {
-            Ok(verified) => {
-                if let Err(e) = self.parts.limits.login_succeeded(&email).await {
-                    tracing::warn!(error = %telemetry::ErrorChain(&e), "could not clear the account's failed logins");
-                }
-                verified
-            }
-            Err(Refusal::Credentials { user_id }) => {
-                self.record_failure(&email, user_id, ip).await;
-                telemetry::count(metric::LOGIN_FAILED);
-                return Err(SessionError::InvalidCredentials);
-            }
-            Err(Refusal::Error(e)) => {
-                if let Err(e) = self.parts.limits.login_abandoned(&email).await {
-                    tracing::warn!(error = %telemetry::ErrorChain(&e), "could not release the login attempt");
-                }
-                return Err(e.into());
-            }
+        let record = self.parts.db.user_by_email(&email).await?;
+        let needs_rehash = credentials
+            .check(&email, record.as_ref(), &attempt, ip, Purpose::Login)
+            .await?;
+        // `check` refuses a missing account; this only satisfies the type.
+        let Some(record) = record else {
+            return Err(SessionError::InvalidCredentials);
         };
         let user_id = record.user.id;
+        if self.parts.settings.require_verified_email && !record.user.email_verified {
+            AuditEvent::failure(AuditKind::Login, AuditReason::EmailNotVerified)
+                .user(user_id)
+                .ip(ip)
+                .record(&self.parts.audit);
+            return Err(SessionError::EmailNotVerified);
+        }
         if needs_rehash {
             self.spawn_rehash(&record, attempt);
         }
@@ -372,65 +372,6 @@ impl Sessions {
         })
     }
 
-    /// Checks the credentials; on success the account's record and whether its hash should
-    /// be upgraded. Every refusal is audited here.
-    async fn verify(
-        &self,
-        email: &Email,
-        attempt: &PasswordAttempt,
-        ip: Option<IpAddr>,
-    ) -> Result<(UserRecord, bool), Refusal> {
-        let record = self.parts.db.user_by_email(email).await?;
-        let Some(record) = record else {
-            self.parts.hasher.verify_dummy(attempt).await?;
-            AuditEvent::failure(AuditKind::Login, AuditReason::UnknownEmail)
-                .ip(ip)
-                .record(&self.parts.audit);
-            return Err(Refusal::Credentials { user_id: None });
-        };
-        let verification = self
-            .parts
-            .hasher
-            .verify(attempt, &record.password_hash)
-            .await?;
-        let user_id = record.user.id;
-        let refused = |reason| {
-            AuditEvent::failure(AuditKind::Login, reason)
-                .user(user_id)
-                .ip(ip)
-                .record(&self.parts.audit);
-            Err(Refusal::Credentials {
-                user_id: Some(user_id),
-            })
-        };
-        match verification {
-            Verification::Mismatch => refused(AuditReason::WrongPassword),
-            Verification::Match { .. } if record.user.disabled => refused(AuditReason::Disabled),
-            Verification::Match { needs_rehash } => Ok((record, needs_rehash)),
-        }
-    }
-
-    /// Counts a refused login against the account; audits the lockout it may start. The
-    /// answer stays "invalid credentials" if Redis fails here: the attempt's reserved slot
-    /// keeps counting until it expires.
-    async fn record_failure(&self, email: &Email, user_id: Option<Uuid>, ip: Option<IpAddr>) {
-        match self.parts.limits.login_failed(email).await {
-            Ok(Some(lock_secs)) => {
-                let mut event =
-                    AuditEvent::failure(AuditKind::Login, AuditReason::LockedOut).ip(ip);
-                if let Some(user_id) = user_id {
-                    event = event.user(user_id);
-                }
-                event.record(&self.parts.audit);
-                tracing::info!(lock_secs, "account locked after repeated failed logins");
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %telemetry::ErrorChain(&e), "could not count the failed login")
-            }
-        }
-    }
-
     /// Replaces a hash made with older parameters, after the answer: the login does not
     /// wait for a second argon2 run. Guarded so a concurrent password change wins.
     fn spawn_rehash(&self, record: &UserRecord, attempt: PasswordAttempt) {
@@ -441,7 +382,7 @@ impl Sessions {
         self.parts.background.spawn(async move {
             let result = async {
                 let new_hash = hasher.rehash(&attempt).await?;
-                db.set_password_hash(user_id, &new_hash, Some(&old_hash))
+                db.rehash_password(user_id, &new_hash, &old_hash)
                     .await?;
                 Ok::<_, DependencyError>(())
             }
@@ -451,19 +392,5 @@ impl Sessions {
                 Err(e) => tracing::warn!(%user_id, error = %telemetry::ErrorChain(&e), "password re-hash failed"),
             }
         });
-    }
-}
-
-/// Why [`Sessions::verify`] did not let the caller in.
-enum Refusal {
-    /// Unknown email, wrong password or disabled account (the user when there is one).
-    Credentials { user_id: Option<Uuid> },
-    /// A dependency failed: no verdict on the password.
-    Error(DependencyError),
-}
-
-impl<E: Into<DependencyError>> From<E> for Refusal {
-    fn from(e: E) -> Self {
-        Refusal::Error(e.into())
     }
 }

@@ -2,6 +2,7 @@
 //! serve exactly one endpoint and the local server can merge them all.
 
 pub mod admin;
+pub mod change_email;
 pub mod change_password;
 pub mod forgot_password;
 pub mod get_me;
@@ -11,8 +12,10 @@ pub mod login;
 pub mod logout;
 pub mod refresh;
 pub mod register;
+pub mod resend_verification;
 pub mod reset_password;
 pub mod update_me;
+pub mod verify_email;
 
 use axum::Router;
 use serde::Serialize;
@@ -59,6 +62,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { function: "logout", methods: &["POST"], path: logout::PATH, access: Access::User, router: logout::router },
     Endpoint { function: "get-me", methods: &["GET"], path: get_me::PATH, access: Access::User, router: get_me::router },
     Endpoint { function: "update-me", methods: &["PATCH"], path: update_me::PATH, access: Access::User, router: update_me::router },
+    Endpoint { function: "change-email", methods: &["POST"], path: change_email::PATH, access: Access::User, router: change_email::router },
+    Endpoint { function: "resend-verification", methods: &["POST"], path: resend_verification::PATH, access: Access::User, router: resend_verification::router },
+    Endpoint { function: "verify-email", methods: &["POST"], path: verify_email::PATH, access: Access::Public, router: verify_email::router },
     Endpoint { function: "change-password", methods: &["PUT"], path: change_password::PATH, access: Access::User, router: change_password::router },
     Endpoint { function: "forgot-password", methods: &["POST"], path: forgot_password::PATH, access: Access::Public, router: forgot_password::router },
     Endpoint { function: "reset-password", methods: &["POST"], path: reset_password::PATH, access: Access::Public, router: reset_password::router },

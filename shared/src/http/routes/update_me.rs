@@ -1,5 +1,6 @@
-//! `PATCH /v1/users/me`: change the caller's own name or email. Role and disabled state
-//! are not the caller's to change: any field but these two is a 400.
+//! `PATCH /v1/users/me`: change the caller's own display name. Any other field (`email`,
+//! `role`, `disabled`) is a 400: the email changes through `POST /v1/users/me/email`, with a
+//! confirmation.
 
 use axum::extract::State;
 use axum::routing::patch;
@@ -12,7 +13,6 @@ use crate::http::extract::{ApiJson, Authenticated, ClientIp, present};
 use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Accounts;
-use crate::services::accounts::ProfileUpdate;
 
 /// The route.
 pub const PATH: &str = super::get_me::PATH;
@@ -29,22 +29,19 @@ struct UpdateMeRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = super::name_change_field)]
     name: Option<Option<String>>,
-    #[serde(default)]
-    email: Option<String>,
 }
 
 #[utoipa::path(
     patch,
     path = PATH,
     tag = "users",
-    summary = "Change the caller's own name or email (sessions survive)",
+    summary = "Change the caller's own display name",
     request_body(content = UpdateMeRequest, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The updated account", body = User),
-        (status = 400, description = "`malformed_request` (including any field but `name` and `email`), `invalid_email` or `validation_failed`", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed_request` (including any field but `name`: the email changes through `POST /v1/users/me/email`) or `validation_failed`", body = crate::http::error::Problem, content_type = "application/problem+json"),
         problems::Unauthorized,
-        (status = 409, description = "Email already registered (`email_taken`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         problems::RefusedBody,
         problems::Unavailable,
     )
@@ -56,9 +53,7 @@ async fn update_me(
     ip: ClientIp,
     ApiJson(body): ApiJson<UpdateMeRequest>,
 ) -> Result<Json<User>, ApiError> {
-    let update = ProfileUpdate {
-        email: body.email,
-        name: body.name,
-    };
-    Ok(Json(accounts.update_profile(caller, update, ip.0).await?))
+    Ok(Json(
+        accounts.update_profile(caller, body.name, ip.0).await?,
+    ))
 }

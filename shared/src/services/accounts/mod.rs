@@ -1,12 +1,16 @@
 //! Account use cases: create (registration, an admin, the command line, the bootstrap
-//! admin), read, update the profile, change the password, an admin's change and delete, and
-//! (in [`reset`]) the password-reset flow.
+//! admin), read, update the profile, change the password, an admin's change and delete,
+//! (in [`reset`]) the password-reset flow, and (in [`email`]) verifying the address and
+//! changing it.
 //!
 //! Every method that writes a user's row does, in one place, what must follow every such
 //! write: the revocation markers before the commit (through [`Revocations`] or the `mark`
-//! step of the admin writes), the new profile version after it ([`Profiles::changed`]) and
-//! the audit event.
+//! step of the admin writes), the outstanding links that must die with the change (in the
+//! same transaction, see [`crate::db::email_tokens`]), the new profile version after the
+//! commit ([`Profiles::changed`]), the audit event and the security notice. Every check of a
+//! `current_password` is a login attempt for the lockout ([`Credentials`]).
 
+mod email;
 mod reset;
 
 use std::net::IpAddr;
@@ -16,23 +20,25 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::credentials::{CheckError, Credentials, Purpose};
+use super::outbox::Outbox;
 use super::{DependencyError, dependency_errors};
 use crate::audit::{
     AuditEvent, AuditKind, AuditPage, AuditReason, AuditSink, PagePosition as AuditPosition,
 };
 use crate::auth::Caller;
-use crate::auth::hashing::{PasswordHasher, Verification};
+use crate::auth::hashing::PasswordHasher;
 use crate::auth::revocation::Revocations;
 use crate::db::admin::{AdminChange, AdminChangeError, UserFilter};
 use crate::db::sessions::RevokeReason;
-use crate::db::users::{NewUser, ProfileChange};
+use crate::db::users::NewUser;
 use crate::db::{Db, DbError, PagePosition};
 use crate::domain::{
     Email, EmailError, NewPassword, PasswordAttempt, PasswordError, Role, User, UserName,
     UserNameError,
 };
 use crate::limits::{IpAction, LimitError, Limits};
-use crate::mail::Mailer;
+use crate::mail::templates::Template;
 use crate::profiles::{ProfileVersion, Profiles};
 
 /// What the account flows need to know of the deployment.
@@ -42,6 +48,8 @@ pub struct AccountSettings {
     pub public_base_url: String,
     /// Lifetime of a password-reset token (`PASSWORD_RESET_TTL_SECONDS`).
     pub password_reset_ttl: Duration,
+    /// Lifetime of a verification or email-change link (`EMAIL_VERIFICATION_TTL_SECONDS`).
+    pub email_verification_ttl: Duration,
 }
 
 /// Why an account operation did not succeed.
@@ -71,8 +79,11 @@ pub enum AccountError {
     /// The `current_password` given to confirm a change is wrong.
     #[error("wrong current password")]
     WrongCurrentPassword,
-    /// A password-reset token is unknown, spent or expired.
-    #[error("invalid reset token")]
+    /// The new email of an email change is the account's email already.
+    #[error("the email is the account's email already")]
+    SameEmail,
+    /// A password-reset, verification or email-change token is unknown, spent or expired.
+    #[error("invalid token")]
     InvalidToken,
     /// An abuse limit was reached.
     #[error("rate limited; retry after {retry_after_secs} s")]
@@ -80,6 +91,9 @@ pub enum AccountError {
         /// Whole seconds until the limit lets the client in again (at least 1).
         retry_after_secs: u64,
     },
+    /// An admin asked to turn a user's two-factor login on (only the user can).
+    #[error("two-factor login can only be turned off by an admin")]
+    MfaCannotBeTurnedOn,
     /// The bootstrap admin is not needed: an active admin exists.
     #[error("an active admin exists")]
     AdminExists,
@@ -99,6 +113,16 @@ impl From<LimitError> for AccountError {
     }
 }
 
+impl From<CheckError> for AccountError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            CheckError::Wrong => Self::WrongCurrentPassword,
+            CheckError::Dependency(e) => e.into(),
+        }
+    }
+}
+
 impl From<AdminChangeError> for AccountError {
     fn from(e: AdminChangeError) -> Self {
         match e {
@@ -112,33 +136,40 @@ impl From<AdminChangeError> for AccountError {
 /// Who creates an account: decides the role, the limits and the audit event.
 #[derive(Debug, Clone, Copy)]
 pub enum Creator {
-    /// The person themself (`POST /v1/auth/register`): per-IP limit, role `user`.
+    /// The person themself (`POST /v1/auth/register`): per-IP limit, role `user`, the email
+    /// unverified until the link sent to it is opened.
     Registration {
         /// The client's IP.
         ip: Option<IpAddr>,
     },
-    /// An admin (`POST /v1/admin/users`).
+    /// An admin (`POST /v1/admin/users`), who says whether the email is verified; when not,
+    /// a verification link goes to it.
     Admin {
         /// The admin.
         admin_id: Uuid,
         /// The admin's IP.
         ip: Option<IpAddr>,
+        /// Whether the admin vouches for the address.
+        email_verified: bool,
     },
-    /// An operator at the command line (`user-service admin create`).
+    /// An operator at the command line (`user-service admin create`); the operator vouches
+    /// for the address (verified).
     CommandLine,
-    /// The first admin from `BOOTSTRAP_ADMIN_*`: created only while no active admin exists
-    /// (checked under a lock, so instances starting at once create one), else
-    /// [`AccountError::AdminExists`].
+    /// The first admin from `BOOTSTRAP_ADMIN_*`, its address vouched for by the deployer
+    /// (verified): created only while no active admin exists (checked under a lock, so
+    /// instances starting at once create one), else [`AccountError::AdminExists`].
     Bootstrap,
 }
 
-/// A change to a user's own profile; `None` leaves a field alone.
-#[derive(Debug, Default)]
-pub struct ProfileUpdate {
-    /// A new email (unvalidated).
-    pub email: Option<String>,
-    /// A new name (unvalidated); `Some(None)` removes it.
-    pub name: Option<Option<String>>,
+impl Creator {
+    /// Whether the new account's email starts verified.
+    fn vouches_for_email(self) -> bool {
+        match self {
+            Self::Registration { .. } => false,
+            Self::Admin { email_verified, .. } => email_verified,
+            Self::CommandLine | Self::Bootstrap => true,
+        }
+    }
 }
 
 /// An admin's change to a user; `None` leaves a field alone.
@@ -152,6 +183,10 @@ pub struct UserUpdate {
     pub role: Option<Role>,
     /// Disable or enable.
     pub disabled: Option<bool>,
+    /// Mark the email verified or not.
+    pub email_verified: Option<bool>,
+    /// `Some(false)` turns the user's two-factor login off; `Some(true)` is refused.
+    pub mfa_enabled: Option<bool>,
 }
 
 /// The account use cases; cheap to clone (one shared handle).
@@ -164,16 +199,18 @@ pub struct Accounts {
 pub struct AccountParts {
     /// Postgres.
     pub db: Db,
-    /// argon2id.
+    /// argon2id (new passwords).
     pub hasher: PasswordHasher,
+    /// The password check with the lockout protocol (re-authentication).
+    pub credentials: Credentials,
     /// The revocation mirror.
     pub revocations: Revocations,
     /// Each instance's memory of profiles, and their versions.
     pub profiles: Profiles,
     /// Rate limits.
     pub limits: Limits,
-    /// Outgoing email.
-    pub mailer: Mailer,
+    /// Links and notices by email, after the commit.
+    pub outbox: Outbox,
     /// The audit trail.
     pub audit: AuditSink,
     /// Work left running after an answer (the reset email).
@@ -217,6 +254,7 @@ impl Accounts {
             name: name.as_ref(),
             password_hash: &password_hash,
             role,
+            email_verified: by.vouches_for_email(),
         };
         let inserted = match by {
             Creator::Bootstrap => self.parts.db.create_first_admin(new).await,
@@ -230,7 +268,7 @@ impl Accounts {
         };
         let event = match by {
             Creator::Registration { ip } => AuditEvent::success(AuditKind::UserRegistered).ip(ip),
-            Creator::Admin { admin_id, ip } => AuditEvent::success(AuditKind::AdminUserCreated)
+            Creator::Admin { admin_id, ip, .. } => AuditEvent::success(AuditKind::AdminUserCreated)
                 .actor(admin_id)
                 .ip(ip)
                 .reason(if role == Role::Admin {
@@ -245,6 +283,9 @@ impl Accounts {
             }
         };
         event.user(user.id).record(&self.parts.audit);
+        if !user.email_verified {
+            self.send_verification_link(&user);
+        }
         Ok(user)
     }
 
@@ -264,41 +305,38 @@ impl Accounts {
             .ok_or(AccountError::CallerGone)
     }
 
-    /// Changes the caller's own name or email; sessions survive.
+    /// Sets (`Some(Some)`) or removes (`Some(None)`) the caller's own display name, or with
+    /// `None` changes nothing and returns the account; sessions survive. (The email changes
+    /// through [`Accounts::request_email_change`].)
     pub async fn update_profile(
         &self,
         caller: Caller,
-        update: ProfileUpdate,
+        name: Option<Option<String>>,
         ip: Option<IpAddr>,
     ) -> Result<User, AccountError> {
-        let email = update.email.as_deref().map(Email::parse).transpose()?;
-        let name = name_change(update.name)?;
-        let change = ProfileChange {
-            email: email.as_ref(),
-            name: name.as_ref().map(Option::as_ref),
+        let Some(name) = name_change(name)? else {
+            let record = self.parts.db.user_by_id(caller.user_id).await?;
+            return record.map(|r| r.user).ok_or(AccountError::CallerGone);
         };
-        let user = match self.parts.db.update_profile(caller.user_id, change).await {
-            Ok(Some(user)) => user,
-            Ok(None) => return Err(AccountError::CallerGone),
-            Err(DbError::EmailTaken) => return Err(AccountError::EmailTaken),
-            Err(e) => return Err(e.into()),
-        };
+        let user = self
+            .parts
+            .db
+            .set_name(caller.user_id, name.as_ref())
+            .await?
+            .ok_or(AccountError::CallerGone)?;
         self.parts.profiles.changed(caller.user_id).await;
         AuditEvent::success(AuditKind::ProfileUpdated)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip)
-            .reason(if email.is_some() {
-                AuditReason::EmailChanged
-            } else {
-                AuditReason::NameChanged
-            })
+            .reason(AuditReason::NameChanged)
             .record(&self.parts.audit);
         Ok(user)
     }
 
-    /// Changes the caller's password after checking the current one. Every *other* session
-    /// ends; the caller's keeps working.
+    /// Changes the caller's password after checking the current one (a login attempt for
+    /// the lockout). Every *other* session ends; the caller's keeps working. Outstanding
+    /// reset links and a pending email change die; the owner gets a notice.
     pub async fn change_password(
         &self,
         caller: Caller,
@@ -307,26 +345,8 @@ impl Accounts {
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
         let record = self
-            .parts
-            .db
-            .user_by_id(caller.user_id)
-            .await?
-            .ok_or(AccountError::CallerGone)?;
-        let current = PasswordAttempt::new(current_password);
-        if self
-            .parts
-            .hasher
-            .verify(&current, &record.password_hash)
-            .await?
-            == Verification::Mismatch
-        {
-            AuditEvent::failure(AuditKind::PasswordChange, AuditReason::WrongCurrentPassword)
-                .user(caller.user_id)
-                .session(caller.session_id)
-                .ip(ip)
-                .record(&self.parts.audit);
-            return Err(AccountError::WrongCurrentPassword);
-        }
+            .reauthenticate(caller, current_password, AuditKind::PasswordChange, ip)
+            .await?;
         let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
         let new_password = NewPassword::parse(new_password, &record.user.email, &hints)?;
         let new_hash = self.parts.hasher.hash(&new_password).await?;
@@ -340,18 +360,58 @@ impl Accounts {
                 RevokeReason::PasswordChange,
             )
             .await?;
-        self.parts
+        let cancelled = self
+            .parts
             .db
-            .set_password_hash(caller.user_id, &new_hash, None)
-            .await?;
+            .change_password_hash(caller.user_id, &new_hash)
+            .await?
+            .ok_or(AccountError::CallerGone)?;
         self.parts.profiles.changed(caller.user_id).await;
         tracing::info!(user_id = %caller.user_id, sessions_ended = ended, "password changed");
-        AuditEvent::success(AuditKind::PasswordChange)
+        let event = AuditEvent::success(AuditKind::PasswordChange)
             .user(caller.user_id)
             .session(caller.session_id)
-            .ip(ip)
-            .record(&self.parts.audit);
+            .ip(ip);
+        if cancelled {
+            event.reason(AuditReason::PendingEmailChangeCancelled)
+        } else {
+            event
+        }
+        .record(&self.parts.audit);
+        self.parts
+            .outbox
+            .send(Template::NoticePasswordChanged, &record.user.email, &[]);
         Ok(())
+    }
+
+    /// The caller's account after checking its `current_password` as a login attempt:
+    /// refused while the account is locked (429), a wrong password counts towards the lockout.
+    async fn reauthenticate(
+        &self,
+        caller: Caller,
+        current_password: &str,
+        kind: AuditKind,
+        ip: Option<IpAddr>,
+    ) -> Result<crate::db::users::UserRecord, AccountError> {
+        let record = self
+            .parts
+            .db
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(AccountError::CallerGone)?;
+        let purpose = Purpose::Reauthentication {
+            kind,
+            session_id: caller.session_id,
+        };
+        let credentials = &self.parts.credentials;
+        credentials
+            .admit(ip, Some(&record.user.email), purpose)
+            .await?;
+        let attempt = PasswordAttempt::new(current_password);
+        credentials
+            .check(&record.user.email, Some(&record), &attempt, ip, purpose)
+            .await?;
+        Ok(record)
     }
 
     /// One user, for an admin.
@@ -397,11 +457,16 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         let email = update.email.as_deref().map(Email::parse).transpose()?;
         let name = name_change(update.name)?;
+        if update.mfa_enabled == Some(true) {
+            return Err(AccountError::MfaCannotBeTurnedOn);
+        }
         let change = AdminChange {
             email: email.as_ref(),
             name: name.as_ref().map(Option::as_ref),
             role: update.role,
             disabled: update.disabled,
+            email_verified: update.email_verified,
+            remove_mfa: update.mfa_enabled == Some(false),
         };
         let mark = |at, ended: Vec<Uuid>| self.mark_cut_off(id, at, ended, RevokeReason::Disabled);
         let (user, effects) = match self.parts.db.change_user(id, change, mark).await {
@@ -420,15 +485,25 @@ impl Accounts {
             ("name", name.is_some()),
             ("role", update.role.is_some()),
             ("disabled", update.disabled.is_some()),
+            ("email_verified", update.email_verified.is_some()),
+            ("mfa_enabled", update.mfa_enabled.is_some()),
         ]
         .into_iter()
         .filter_map(|(field, is_set)| is_set.then_some(field))
         .collect();
-        AuditEvent::success(AuditKind::AdminUserUpdated)
+        let mut event = AuditEvent::success(AuditKind::AdminUserUpdated)
             .actor(admin.user_id)
             .user(user.id)
             .ip(ip)
-            .changes(changed.join(","))
+            .changes(changed.join(","));
+        if let Some(old_email) = &effects.old_email {
+            event = event.emails(old_email, &user.email);
+            self.notify_email_changed(old_email, &user.email);
+            if !user.email_verified {
+                self.send_verification_link(&user);
+            }
+        }
+        event
             .reason(if effects.sessions_ended {
                 AuditReason::SessionsEnded
             } else if effects.access_tokens_cut_off {
@@ -485,4 +560,9 @@ impl Accounts {
 fn name_change(raw: Option<Option<String>>) -> Result<Option<Option<UserName>>, UserNameError> {
     raw.map(|name| name.as_deref().map(UserName::parse).transpose())
         .transpose()
+}
+
+/// `PUBLIC_BASE_URL` + `page` + `?token=<token>` (the token is base64url: no escaping).
+fn link(base_url: &str, page: &str, token: &str) -> String {
+    format!("{}{page}?token={token}", base_url.trim_end_matches('/'))
 }

@@ -37,7 +37,12 @@
 //!    with one token exactly one gets here, the others get `InvalidToken`) and stores
 //!    the new hash;
 //! 7. sessions started between 5 and 6 (a login with the old password in that instant)
-//!    are ended too.
+//!    are ended too;
+//! 8. the account's lockout is cleared (the link proved the owner), and a notice goes to
+//!    the address.
+//!
+//! The same transaction as 6 marks the email verified (the link proved it) and drops the
+//! account's other reset links and a pending email change.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -46,20 +51,17 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, link};
 use crate::audit::{AuditEvent, AuditKind, AuditReason};
 use crate::auth::opaque::{self, OpaqueToken};
 use crate::db::sessions::RevokeReason;
 use crate::domain::{Email, NewPassword, UserName};
 use crate::limits::IpAction;
-use crate::mail::OutgoingEmail;
+use crate::mail::templates::{self, Template};
 use crate::telemetry::ErrorChain;
 
 /// Where the link in the email points, under `PUBLIC_BASE_URL`.
 pub const RESET_PAGE: &str = "/reset-password";
-
-/// Length of a token as issued: 32 bytes in base64url without padding.
-const TOKEN_CHARS: usize = 43;
 
 /// How long the background work waits before it starts (see [`Accounts::send_reset_link`]).
 const START_DELAY: Duration = Duration::from_millis(5);
@@ -165,15 +167,18 @@ impl Accounts {
             .user(user.id)
             .ip(ip)
             .record(&self.parts.audit);
-        let email = reset_email(
+        let link = link(
             &self.parts.settings.public_base_url,
-            &user.email,
-            &token,
-            ttl,
+            RESET_PAGE,
+            token.expose(),
         );
         self.parts
-            .mailer
-            .deliver(email)
+            .outbox
+            .deliver(
+                Template::PasswordReset,
+                &user.email,
+                &[("link", &link), ("lifetime", &templates::lifetime(ttl))],
+            )
             .instrument(tracing::info_span!("password_reset_email", user_id = %user.id))
             .await;
     }
@@ -195,7 +200,7 @@ impl Accounts {
             }
             event.record(&self.parts.audit);
         };
-        if !looks_like_a_token(token) {
+        if !opaque::is_well_formed(token) {
             refuse(None, AuditReason::InvalidToken);
             return Err(AccountError::InvalidToken);
         }
@@ -205,8 +210,9 @@ impl Accounts {
             return Err(AccountError::InvalidToken);
         };
         let user_id = record.user.id;
+        let email = record.user.email;
         let hints: Vec<&str> = record.user.name.iter().map(UserName::as_str).collect();
-        let password = NewPassword::parse(password, &record.user.email, &hints)
+        let password = NewPassword::parse(password, &email, &hints)
             .inspect_err(|_| refuse(Some(user_id), AuditReason::WeakPassword))?;
         let new_hash = self.parts.hasher.hash(&password).await?;
 
@@ -244,131 +250,35 @@ impl Accounts {
                 tracing::warn!(%user_id, error = %ErrorChain(&e), "could not sweep sessions started during the reset")
             }
         }
+        // The link proved the owner: the lockout a guesser may have caused ends.
+        if let Err(e) = self.parts.limits.lockout_cleared(&email).await {
+            tracing::warn!(%user_id, error = %ErrorChain(&e), "could not clear the account's lockout");
+        }
         tracing::info!(%user_id, "password reset");
         AuditEvent::success(AuditKind::PasswordReset)
             .user(user_id)
             .ip(ip)
             .record(&self.parts.audit);
+        self.parts
+            .outbox
+            .send(Template::NoticePasswordReset, &email, &[]);
         Ok(())
-    }
-}
-
-/// Whether `token` has the shape of an issued token (43 base64url characters): anything
-/// else is refused without a database round trip.
-fn looks_like_a_token(token: &str) -> bool {
-    token.len() == TOKEN_CHARS
-        && token
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-}
-
-/// The email with the reset link.
-fn reset_email(base_url: &str, to: &Email, token: &OpaqueToken, ttl: Duration) -> OutgoingEmail {
-    let link = reset_link(base_url, token.expose());
-    let lifetime = human_duration(ttl);
-    let text = format!(
-        "Hello,\n\
-         \n\
-         Someone (hopefully you) asked to reset the password of the account {to}.\n\
-         To choose a new password, open this link within {lifetime}:\n\
-         \n\
-         {link}\n\
-         \n\
-         The link works once. If you did not ask for a new password, ignore this email:\n\
-         your password stays as it is.\n"
-    );
-    OutgoingEmail::new("password_reset", to, "Reset your password", text)
-}
-
-/// `PUBLIC_BASE_URL/reset-password?token=<token>` (the token is base64url: no escaping).
-fn reset_link(base_url: &str, token: &str) -> String {
-    format!(
-        "{}{RESET_PAGE}?token={token}",
-        base_url.trim_end_matches('/')
-    )
-}
-
-/// "30 minutes", "1 hour", "90 seconds": the token's lifetime as the email states it.
-fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (n, unit) = if secs >= 3600 && secs.is_multiple_of(3600) {
-        (secs / 3600, "hour")
-    } else if secs >= 60 && secs.is_multiple_of(60) {
-        (secs / 60, "minute")
-    } else {
-        (secs, "second")
-    };
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn only_token_shaped_strings_are_looked_up() {
-        let token = OpaqueToken::generate().expect("rng");
-        assert!(looks_like_a_token(token.expose()));
-        for garbage in [
-            "",
-            "short",
-            &"a".repeat(44),
-            &format!("{}=", &token.expose()[..42]),
-            &format!("{}+", &token.expose()[..42]),
-            &format!("{}é", &token.expose()[..41]),
-        ] {
-            assert!(!looks_like_a_token(garbage), "{garbage:?}");
-        }
-    }
+    use super::super::link;
 
     #[test]
     fn the_link_is_under_the_public_base_url() {
         assert_eq!(
-            reset_link("https://app.example.com/", "abc_-"),
+            link("https://app.example.com/", super::RESET_PAGE, "abc_-"),
             "https://app.example.com/reset-password?token=abc_-"
         );
         assert_eq!(
-            reset_link("http://127.0.0.1:8080", "t"),
+            link("http://127.0.0.1:8080", super::RESET_PAGE, "t"),
             "http://127.0.0.1:8080/reset-password?token=t"
         );
-    }
-
-    #[test]
-    fn the_email_holds_the_link_and_the_lifetime() {
-        let token = OpaqueToken::generate().expect("rng");
-        let to = Email::parse("ada@example.com").expect("valid");
-        let email = reset_email(
-            "https://app.example.com",
-            &to,
-            &token,
-            Duration::from_secs(1800),
-        );
-        assert_eq!(email.to(), &to);
-        let expected = format!(
-            "\nhttps://app.example.com/reset-password?token={}\n",
-            token.expose()
-        );
-        assert!(email.text().contains(&expected), "{}", email.text());
-        assert!(
-            email.text().contains("within 30 minutes"),
-            "{}",
-            email.text()
-        );
-        assert!(!format!("{email:?}").contains(token.expose()));
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        let h = |secs| human_duration(Duration::from_secs(secs));
-        assert_eq!(h(1800), "30 minutes");
-        assert_eq!(h(3600), "1 hour");
-        assert_eq!(h(7200), "2 hours");
-        assert_eq!(h(60), "1 minute");
-        assert_eq!(h(90), "90 seconds");
-        assert_eq!(h(1), "1 second");
     }
 }

@@ -33,6 +33,9 @@ struct CreateUserRequest {
     name: Option<String>,
     #[serde(default)]
     role: Option<Role>,
+    /// Whether the address counts as verified (default false: a verification link goes to it).
+    #[serde(default)]
+    email_verified: Option<bool>,
 }
 
 #[utoipa::path(
@@ -62,6 +65,7 @@ async fn create_user(
     let by = Creator::Admin {
         admin_id: admin.user_id,
         ip: ip.0,
+        email_verified: body.email_verified.unwrap_or(false),
     };
     let user = accounts
         .create(

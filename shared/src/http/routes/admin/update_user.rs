@@ -1,4 +1,5 @@
-//! `PATCH /v1/admin/users/{id}`: change a user's email, name, role or disabled state.
+//! `PATCH /v1/admin/users/{id}`: change a user's email, name, role, disabled state, whether
+//! the email is verified, or remove its two-factor login.
 //!
 //! A role change rejects every access token issued before it (the refresh token keeps
 //! working and mints tokens with the new role); disabling ends every session. Both take
@@ -35,13 +36,25 @@ struct UpdateUserRequest {
     role: Option<Role>,
     #[serde(default)]
     disabled: Option<bool>,
+    /// Mark the address verified or not. A new `email` without it is unverified (and a
+    /// verification link goes to it).
+    #[serde(default)]
+    email_verified: Option<bool>,
+    /// `false` removes the user's two-factor login (a lost phone); `true` is 400
+    /// `validation_failed` (only the user can turn it on).
+    #[serde(default)]
+    mfa_enabled: Option<bool>,
 }
 
 #[utoipa::path(
     patch,
     path = USER,
     tag = "admin",
-    summary = "Change a user's email, name, role or disabled state; takes effect at once",
+    summary = "Change a user's email, name, role, disabled state or email verification, or remove its two-factor login; takes effect at once",
+    description = "An email change applies at once: the address is unverified unless the same \
+        request sets `email_verified`, the old address gets a notice, an unverified new one a \
+        verification link, and outstanding password-reset and email-change links stop working \
+        (as they do when the user is disabled).",
     request_body(content = UpdateUserRequest, content_type = "application/json"),
     params(("id" = String, Path, description = "The user's id (a UUID)")),
     security(("bearer" = [])),
@@ -69,6 +82,8 @@ async fn update_user(
         name: body.name,
         role: body.role,
         disabled: body.disabled,
+        email_verified: body.email_verified,
+        mfa_enabled: body.mfa_enabled,
     };
     Ok(Json(
         accounts

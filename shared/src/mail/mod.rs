@@ -1,4 +1,5 @@
-//! Outgoing email: one [`Mailer`] in front of three back ends, chosen by configuration
+//! Outgoing email: one [`Mailer`] in front of three back ends (the texts are in
+//! [`templates`]), chosen by configuration
 //! ([`MailBackend`]):
 //!
 //! - **SMTP** (`SMTP_URL`, as lettre reads it): `smtp://host:port` plain,
@@ -19,12 +20,14 @@
 //! background task of its own and answers at once. Delivery retries transient failures a few times with growing
 //! pauses ([`RetryPolicy`]) and logs every failure and the outcome.
 
+pub(crate) mod templates;
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body, Mailbox, Message};
+use lettre::message::{Body, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use secrecy::ExposeSecret as _;
@@ -76,12 +79,13 @@ impl MailError {
     }
 }
 
-/// One plain-text email to one recipient.
+/// One email to one recipient: plain text, and optionally the same in HTML.
 #[derive(Clone)]
 pub struct OutgoingEmail {
     to: Email,
     subject: String,
     text: String,
+    html: Option<String>,
     /// What the email is for (`password_reset`), for log lines.
     purpose: &'static str,
 }
@@ -98,8 +102,15 @@ impl OutgoingEmail {
             to: to.clone(),
             subject: subject.into(),
             text: text.into(),
+            html: None,
             purpose,
         }
+    }
+
+    /// The same email with an HTML alternative of its text.
+    pub fn with_html(mut self, html: impl Into<String>) -> Self {
+        self.html = Some(html.into());
+        self
     }
 
     /// The recipient.
@@ -114,20 +125,36 @@ impl OutgoingEmail {
         &self.text
     }
 
-    /// The RFC 5322 message, `text/plain; charset=utf-8`.
+    /// The HTML body, when there is one (may hold a secret link: do not log it).
+    #[cfg(test)]
+    pub fn html(&self) -> Option<&str> {
+        self.html.as_deref()
+    }
+
+    /// The RFC 5322 message: `text/plain; charset=utf-8`, or `multipart/alternative` of the
+    /// text and the HTML.
     fn to_message(&self, from: &Mailbox) -> Result<Message, MailError> {
         let to: Mailbox = self
             .to
             .as_str()
             .parse()
             .map_err(|e| MailError::Message(anyhow::Error::new(e).context("recipient")))?;
-        Message::builder()
+        let builder = Message::builder()
             .from(from.clone())
             .to(to)
-            .subject(self.subject.clone())
+            .subject(self.subject.clone());
+        let text = SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
-            .body(text_body(&self.text))
-            .map_err(|e| MailError::Message(e.into()))
+            .body(text_body(&self.text));
+        match &self.html {
+            None => builder.singlepart(text),
+            Some(html) => builder.multipart(
+                MultiPart::alternative()
+                    .singlepart(text)
+                    .singlepart(SinglePart::html(html.clone())),
+            ),
+        }
+        .map_err(|e| MailError::Message(e.into()))
     }
 }
 
@@ -156,6 +183,7 @@ impl fmt::Debug for OutgoingEmail {
             .field("purpose", &self.purpose)
             .field("subject", &self.subject)
             .field("text", &"<redacted>")
+            .field("html", &self.html.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
     }
 }
