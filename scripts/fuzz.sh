@@ -62,7 +62,7 @@ if [[ -n "${USER_SERVICE_BIN:-}" ]]; then
     SERVER_BIN="$USER_SERVICE_BIN"
 else
     # `--workspace` keeps the features `cargo test --workspace` unified (the `ses` feature
-    # that forgot-password enables), so this reuses its build instead of compiling the
+    # that the mail-sending functions enable), so this reuses its build instead of compiling the
     # library a second time.
     cargo build --quiet --workspace --bin user-service
     SERVER_BIN="$CARGO_TARGET_DIR/debug/user-service"

@@ -16,6 +16,10 @@ The checks (the issue each one keeps fixed is named in its docstring):
   endpoint. A self-test removes MigrationRun's Metadata and expects the check to fail;
 - VpcCidr's pattern admits exactly the prefixes from which its subnets can be cut;
 - the interface endpoints are only those with a caller, SES only with MailFrom;
+- mail: every function whose crate enables the `ses` cargo feature (functions/*/Cargo.toml)
+  has MAIL_BACKEND=ses, SMTP_FROM, PUBLIC_BASE_URL, SendEmail/SendRawEmail on the MailFrom
+  identity only (with MailFrom; no SES grant without) and a security group the SES endpoint
+  admits; no other function has any SES grant or MAIL_BACKEND=ses;
 - the RDS log exports go to a log group of this stack, with a retention; a major version
   parameter comes with AllowMajorVersionUpgrade;
 - CORS allows and exposes the request-id header the service reads and echoes;
@@ -317,7 +321,7 @@ class Checks:
     # Interface endpoints and who calls them from the VPC.
     CALLERS = {
         "secretsmanager": "every function reads its secrets; RDS Proxy and rotate-keys too",
-        "email": "forgot-password sends through the SES API",
+        "email": "the functions whose crate enables the ses feature send through the SES API",
     }
 
     def endpoints(self):
@@ -335,11 +339,152 @@ class Checks:
         if "email" in without:
             self.fail("the SES endpoint exists without MailFrom")
         if "email" not in with_mail:
-            self.fail("no SES endpoint with MailFrom set (forgot-password could not send)")
+            self.fail("no SES endpoint with MailFrom set (no function could send)")
         if "secretsmanager" not in without:
             self.fail("no Secrets Manager endpoint")
         self.notes.append(f"interface endpoints: {', '.join(sorted(without))}; with MailFrom also "
                           f"{', '.join(sorted(set(with_mail) - set(without)))}")
+
+    # mail ---------------------------------------------------------------------------------------
+    MAIL_SCENARIO = {"MailFrom": "no-reply@example.com", "PublicBaseUrl": "https://app.example.com"}
+    SEND_ACTIONS = {"ses:SendEmail", "ses:SendRawEmail"}
+
+    @staticmethod
+    def enables_ses(cargo: dict) -> bool:
+        """Whether a function crate's default build (what SAM builds) turns on
+        user-service's `ses` feature: through its own default features or the dependency."""
+        features = cargo.get("features", {})
+        todo, seen = ["default"], {"default"}
+        while todo:
+            for item in features.get(todo.pop(), []):
+                if item.replace("?/", "/") == "user-service/ses":
+                    return True
+                if item in features and item not in seen:
+                    seen.add(item)
+                    todo.append(item)
+        dep = cargo.get("dependencies", {}).get("user-service")
+        return isinstance(dep, dict) and "ses" in dep.get("features", [])
+
+    @staticmethod
+    def ses_grants(resources: dict, role: str) -> list[tuple[str, set[str], list]]:
+        """Every Allow of an ses: action (or "*") to `role`: (where, actions, resources),
+        from its inline policies, the template's managed policies it attaches, and the
+        AWS::IAM::Policy / ManagedPolicy resources that name it in Roles. An AWS managed
+        policy whose name mentions SES counts as a grant of everything."""
+        docs, grants = [], []
+        props = resources[role]["Properties"]
+        for policy in props.get("Policies", []):
+            docs.append((f"inline policy {policy.get('PolicyName')}", policy.get("PolicyDocument", {})))
+        for arn in props.get("ManagedPolicyArns", []):
+            names = ref_names(arn)
+            if names and names[0] in resources:
+                docs.append((f"managed policy {names[0]}", resources[names[0]]["Properties"].get("PolicyDocument", {})))
+            elif "ses" in json.dumps(arn).lower():
+                grants.append((f"managed policy {json.dumps(arn)}", {"ses:*"}, ["*"]))
+        for name, res in resources.items():
+            if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and \
+                    role in ref_names(res["Properties"].get("Roles", [])):
+                docs.append((f"{res['Type']} {name}", res["Properties"].get("PolicyDocument", {})))
+        for where, doc in docs:
+            statements = doc.get("Statement", [])
+            for statement in statements if isinstance(statements, list) else [statements]:
+                if statement.get("Effect") != "Allow":
+                    continue
+                actions = statement.get("Action", [])
+                actions = {actions} if isinstance(actions, str) else set(actions)
+                ses = {a for a in actions if isinstance(a, str) and (a == "*" or a.lower().startswith("ses:"))}
+                if ses:
+                    targets = statement.get("Resource", [])
+                    grants.append((where, ses, targets if isinstance(targets, list) else [targets]))
+        return grants
+
+    def mail_senders(self):
+        """Only forgot-password could send: every other function that emails would have
+        run without MAIL_BACKEND=ses or without the right to send. Least privilege both ways:
+        the SES grant goes to exactly the functions whose crate builds the SES client."""
+        senders = set()
+        for cargo in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+            if self.enables_ses(tomllib.loads(cargo.read_text())):
+                senders.add(cargo.parent.name)
+        if not senders:
+            self.fail("no function crate enables the ses feature (forgot-password at least sends)")
+        for label, overrides in (("without MailFrom", {}), ("with MailFrom", self.MAIL_SCENARIO)):
+            with_mail = bool(overrides)
+            resources = Scenario(self.t, overrides).resources()
+            functions = {}
+            for name, res in resources.items():
+                if res["Type"] != "AWS::Lambda::Function":
+                    continue
+                key = res["Properties"].get("Code", {}).get("S3Key", "")
+                m = re.fullmatch(r"functions/([\w-]+)\.zip", str(key))
+                if m:
+                    functions[m.group(1)] = name
+                else:
+                    self.fail(f"{name}: its code is not a functions/<crate> folder ({key!r})")
+            for crate in sorted(senders - set(functions)):
+                self.fail(f"functions/{crate} enables the ses feature but no function of the template builds it")
+            for crate, name in sorted(functions.items()):
+                props = resources[name]["Properties"]
+                env = props.get("Environment", {}).get("Variables", {})
+                role_ref = props.get("Role", {})
+                role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+                grants = self.ses_grants(resources, role) if role in resources else []
+                where = f"{name} (functions/{crate}, {label})"
+                if crate not in senders:
+                    for source, actions, _ in grants:
+                        self.fail(f"{where}: {', '.join(sorted(actions))} granted by {source}, but its crate "
+                                  "does not enable the ses feature (least privilege: only senders may send)")
+                    if env.get("MAIL_BACKEND") == "ses":
+                        self.fail(f"{where}: MAIL_BACKEND=ses in a build without the ses feature (it would not start)")
+                    continue
+                if env.get("MAIL_BACKEND") != "ses":
+                    self.fail(f"{where}: MAIL_BACKEND is {env.get('MAIL_BACKEND')!r}, not 'ses' (the log back "
+                              "end would write its links to the log)")
+                if not with_mail:
+                    for source, actions, _ in grants:
+                        self.fail(f"{where}: {', '.join(sorted(actions))} granted by {source} with no MailFrom to send as")
+                    continue
+                if "SMTP_FROM" not in env:
+                    self.fail(f"{where}: no SMTP_FROM (it would send as no-reply@localhost.localdomain)")
+                if "PUBLIC_BASE_URL" not in env:
+                    self.fail(f"{where}: no PUBLIC_BASE_URL (its links would point at the local default)")
+                granted = set().union(*(actions for _, actions, _ in grants)) if grants else set()
+                if not self.SEND_ACTIONS <= granted:
+                    self.fail(f"{where}: lacks {', '.join(sorted(self.SEND_ACTIONS - granted))} (its sends would be refused)")
+                for source, actions, targets in grants:
+                    if actions - self.SEND_ACTIONS:
+                        self.fail(f"{where}: {source} grants {', '.join(sorted(actions - self.SEND_ACTIONS))}; "
+                                  "sending needs only SendEmail and SendRawEmail")
+                    for target in targets:
+                        if ":identity/" not in json.dumps(target):
+                            self.fail(f"{where}: {source} grants sending on {json.dumps(target)}, not on the "
+                                      "MailFrom identity only")
+            if with_mail:
+                self.ses_endpoint_reachable(resources, [functions[c] for c in sorted(senders) if c in functions])
+        self.notes.append(f"{len(senders)} functions send mail ({', '.join(sorted(senders))}): MAIL_BACKEND=ses, "
+                          "SMTP_FROM, PUBLIC_BASE_URL and SendEmail/SendRawEmail on the MailFrom identity only; "
+                          "no other function has an SES grant")
+
+    def ses_endpoint_reachable(self, resources: dict, functions: list[str]):
+        """Each sender's security group is admitted on 443 by the SES endpoint's (with the
+        network created here and MailFrom set)."""
+        endpoints = [n for n, r in resources.items() if r["Type"] == "AWS::EC2::VPCEndpoint" and service_of(r) == "email"]
+        if not endpoints:
+            return  # endpoints() reports a missing SES endpoint
+        admitted = set()
+        for endpoint in endpoints:
+            for group in ref_names(resources[endpoint]["Properties"].get("SecurityGroupIds", [])):
+                rules = [dict(r, GroupId={"Ref": group}) for r in
+                         resources.get(group, {}).get("Properties", {}).get("SecurityGroupIngress", [])]
+                rules += [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+                          and ref_names(r["Properties"].get("GroupId")) == [group]]
+                for rule in rules:
+                    if int(rule.get("FromPort", -1)) <= 443 <= int(rule.get("ToPort", -1)):
+                        admitted.update(ref_names(rule.get("SourceSecurityGroupId")))
+        for name in functions:
+            groups = ref_names(resources[name]["Properties"].get("VpcConfig", {}).get("SecurityGroupIds", []))
+            if not set(groups) & admitted:
+                self.fail(f"{name}: none of its security groups {groups} may reach the SES endpoint on 443")
 
     # data ---------------------------------------------------------------------------------------
     def database(self):
@@ -510,6 +655,7 @@ class Checks:
         self.deletion_order()
         self.vpc_cidr()
         self.endpoints()
+        self.mail_senders()
         self.database()
         self.cors()
         self.timeouts()
