@@ -69,6 +69,9 @@ pub enum AuditKind {
     AdminCreatedByCli,
     /// A registration refused by the per-IP limit (logged only: it names no user).
     Register,
+    /// The user ended one of its sessions (`DELETE /v1/users/me/sessions/{id}`); the event
+    /// names that session.
+    SessionDeleted,
 }
 
 impl AuditKind {
@@ -89,6 +92,7 @@ impl AuditKind {
             Self::AdminBootstrapped => "admin_bootstrapped",
             Self::AdminCreatedByCli => "admin_created_by_cli",
             Self::Register => "register",
+            Self::SessionDeleted => "session_deleted",
         }
     }
 }
@@ -330,6 +334,7 @@ mod tests {
             K::AdminBootstrapped,
             K::AdminCreatedByCli,
             K::Register,
+            K::SessionDeleted,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;

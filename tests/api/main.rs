@@ -24,5 +24,6 @@ mod register;
 mod revocation_faults;
 mod rotation;
 mod secrets_at_rest;
+mod sessions;
 mod structure;
 mod tokens;

@@ -250,6 +250,7 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidCredentials => ApiError::InvalidCredentials,
             SessionError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             SessionError::Unauthorized => ApiError::Unauthorized,
+            SessionError::NotFound => ApiError::NotFound,
             SessionError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }

@@ -29,6 +29,8 @@ use crate::http::routes::{self, admin};
         routes::get_me::get_me,
         routes::update_me::update_me,
         routes::change_password::change_password,
+        routes::list_sessions::list_sessions,
+        routes::delete_session::delete_session,
         routes::forgot_password::forgot_password,
         routes::reset_password::reset_password,
         admin::list_users::list_users,
