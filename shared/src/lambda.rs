@@ -157,13 +157,17 @@ pub async fn run_cleanup() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let cleanup = &crate::app::cleanup(&config)?;
-    lambda_runtime::run(service_fn(
-        move |_event: LambdaEvent<serde_json::Value>| async move {
-            let pruned = cleanup.run().await?;
-            tracing::info!(deleted = ?pruned.deleted, "cleanup pass done");
-            Ok::<_, lambda_runtime::Error>(pruned)
+    // Boxed, handler and runtime: their futures nest deep enough to overflow the compiler's
+    // layout query when `main` inlines them.
+    Box::pin(lambda_runtime::run(service_fn(
+        move |_event: LambdaEvent<serde_json::Value>| {
+            Box::pin(async move {
+                let pruned = cleanup.run().await?;
+                tracing::info!(deleted = ?pruned.deleted, "cleanup pass done");
+                Ok::<_, lambda_runtime::Error>(pruned)
+            })
         },
-    ))
+    )))
     .await
 }
 
