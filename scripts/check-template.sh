@@ -77,7 +77,7 @@ import yaml
 CRATE = pathlib.Path("shared/src")
 ROUTES_MODULE = ("http", "routes")  # where ENDPOINTS lives
 # Functions that serve no route (and so are not in ENDPOINTS).
-NON_ROUTE_FUNCTIONS = {"authorizer", "rotate-keys", "migrate"}
+NON_ROUTE_FUNCTIONS = {"authorizer", "rotate-keys", "migrate", "cleanup"}
 errors = []
 
 

@@ -22,7 +22,8 @@ use crate::auth::revocation::Revocations;
 use crate::auth::rules::RouteRules;
 use crate::auth::tokens::AccessTokens;
 use crate::config::Config;
-use crate::db::{self, Connector, Db};
+use crate::db::prune::{PRUNE_EVERY, PrunePolicy, prune_periodically};
+use crate::db::{self, AbortOnDrop, Connector, Db};
 use crate::http::{self, AppState};
 use crate::limits::Limits;
 use crate::mail::Mailer;
@@ -184,9 +185,45 @@ pub async fn authorizer(config: &Config) -> Result<Authorizer, StartupError> {
     Ok(Authorizer::new(base.tokens, base.revocations, rules))
 }
 
+/// The cleanup of a deployment (see [`crate::db::prune`]): the database and what counts as
+/// dead for long enough, and nothing else (no Redis, no keys). `functions/cleanup` runs it
+/// on a schedule; the local server runs it itself.
+#[derive(Clone)]
+pub struct Cleanup {
+    /// Postgres.
+    pub db: Db,
+    /// Batches and retention.
+    pub policy: PrunePolicy,
+}
+
+impl Cleanup {
+    /// One pass: the rows deleted per table.
+    pub async fn run(&self) -> Result<db::prune::Pruned, db::DbError> {
+        self.db.prune_expired(&self.policy).await
+    }
+}
+
+/// The cleanup of the deployment `config` describes. Connects lazily; applies no migration.
+pub fn cleanup(config: &Config) -> Result<Cleanup, StartupError> {
+    let db = Db::connect(
+        Connector::from_config(config, &SecretsManager::from_config(config))?,
+        config.database_pool_size,
+        config.dependency_timeout,
+    )?;
+    Ok(Cleanup {
+        db,
+        policy: cleanup_policy(config),
+    })
+}
+
+fn cleanup_policy(config: &Config) -> PrunePolicy {
+    PrunePolicy::new(config.access_token_ttl, config.refresh_token_ttl)
+}
+
 /// The local server: every route in one process.
 pub struct App {
     state: AppState,
+    cleanup: PrunePolicy,
 }
 
 impl App {
@@ -210,7 +247,10 @@ impl App {
         if let Some(admin) = &config.bootstrap_admin {
             ensure_first_admin(&state.accounts, admin).await?;
         }
-        Ok(Self { state })
+        Ok(Self {
+            state,
+            cleanup: cleanup_policy(&config),
+        })
     }
 
     /// Every route with the common layers.
@@ -224,12 +264,18 @@ impl App {
             .await
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight. Meanwhile
+    /// runs the cleanup every [`PRUNE_EVERY`] (stopped with the server).
     pub async fn serve_with_shutdown(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let _cleanup = AbortOnDrop(tokio::spawn(prune_periodically(
+            self.state.readiness.db.clone(),
+            self.cleanup,
+            PRUNE_EVERY,
+        )));
         let app = self.router();
         axum::serve(
             listener,

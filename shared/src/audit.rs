@@ -78,6 +78,9 @@ pub enum AuditKind {
     /// The account moved to a new address with the link sent to it (`old_email`,
     /// `new_email`).
     EmailChanged,
+    /// The user ended one of its sessions (`DELETE /v1/users/me/sessions/{id}`); the event
+    /// names that session.
+    SessionDeleted,
 }
 
 impl AuditKind {
@@ -102,6 +105,7 @@ impl AuditKind {
             Self::EmailVerified => "email_verified",
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
+            Self::SessionDeleted => "session_deleted",
         }
     }
 }
@@ -378,6 +382,7 @@ mod tests {
             K::EmailVerified,
             K::EmailChangeRequested,
             K::EmailChanged,
+            K::SessionDeleted,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;

@@ -149,6 +149,28 @@ pub async fn run_authorizer() -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// Runs the scheduled cleanup function (`functions/cleanup`) until the runtime stops it: the
+/// database pool is built once; each event (EventBridge's scheduled event, whatever it
+/// holds) runs one pass of [`crate::db::prune`], and the answer is the rows deleted per
+/// table. A pass that fails fails the invocation (logged, and the next one tries again).
+pub async fn run_cleanup() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let cleanup = &crate::app::cleanup(&config)?;
+    // Boxed, handler and runtime: their futures nest deep enough to overflow the compiler's
+    // layout query when `main` inlines them.
+    Box::pin(lambda_runtime::run(service_fn(
+        move |_event: LambdaEvent<serde_json::Value>| {
+            Box::pin(async move {
+                let pruned = cleanup.run().await?;
+                tracing::info!(deleted = ?pruned.deleted, "cleanup pass done");
+                Ok::<_, lambda_runtime::Error>(pruned)
+            })
+        },
+    )))
+    .await
+}
+
 /// Turns the Lambda authorizer's context into a [`Caller`](crate::auth::Caller), after re-checking revocation
 /// (see the module docs). Without an authorizer context the request passes untouched.
 async fn caller_from_authorizer(
@@ -188,9 +210,9 @@ async fn caller_from_authorizer(
             next.run(request).await
         }
         Ok(_) => {
-            // Revoked since issue: only logout takes such a caller (as the repeat of a
-            // revocation cut short); every other extractor then checks the bearer token
-            // itself and answers 401.
+            // Revoked since issue: only logout and session deletion take such a caller (as
+            // the repeat of a revocation cut short); every other extractor then checks the
+            // bearer token itself and answers 401.
             tracing::info!(sub = %caller.user_id, "authorizer context revoked since issue");
             request.extensions_mut().insert(RevokedCaller(caller));
             next.run(request).await

@@ -25,5 +25,6 @@ mod register;
 mod revocation_faults;
 mod rotation;
 mod secrets_at_rest;
+mod sessions;
 mod structure;
 mod tokens;

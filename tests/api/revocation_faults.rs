@@ -466,3 +466,57 @@ async fn concurrent_retries_leave_exactly_one_live_refresh_token() {
     }
     assert_eq!(live, 1, "exactly one live refresh token per session");
 }
+
+/// `DELETE /v1/users/me/sessions/{id}` cut short: repeated, it completes; for one's own
+/// session the caller's token is refused already, and the repeat with that same token
+/// completes the deletion (204).
+#[tokio::test]
+async fn a_session_deletion_cut_short_is_finished_by_its_repeat() {
+    let (a, b) = two_instances().await;
+    let user = a.new_user().await;
+    let other = b.login_ok(&user.email, &user.password).await;
+    let bystander = b.login_ok(&user.email, &user.password).await;
+    let token = &user.tokens.access_token;
+    let delete = |app: &TestApp, sid: String| {
+        app.request(
+            reqwest::Method::DELETE,
+            &format!("/v1/users/me/sessions/{sid}"),
+        )
+        .bearer_auth(token)
+        .send()
+    };
+
+    // Another session of the caller.
+    inject_commit_fault(&a, "sessions", "revoked_at").await;
+    let resp = delete(&a, claim(&other.access_token, "sid"))
+        .await
+        .expect("request");
+    assert_problem(resp, 503, "unavailable").await;
+    b.assert_me_status(&other.access_token, 401).await;
+    assert_refresh_mints_nothing(&b, &other.refresh_token, "during the fault").await;
+    heal(&a, "sessions").await;
+    let resp = delete(&b, claim(&other.access_token, "sid"))
+        .await
+        .expect("request");
+    expect_status(resp, 204).await;
+    assert!(revoked_in_postgres(&a, &other.access_token).await);
+    b.assert_refresh_rejected(&other.refresh_token).await;
+
+    // The caller's own session.
+    inject_commit_fault(&a, "sessions", "revoked_at").await;
+    let resp = delete(&a, claim(token, "sid")).await.expect("request");
+    assert_problem(resp, 503, "unavailable").await;
+    b.assert_me_status(token, 401).await;
+    assert_refresh_mints_nothing(&b, &user.tokens.refresh_token, "during the fault").await;
+    assert!(!revoked_in_postgres(&a, token).await);
+    heal(&a, "sessions").await;
+    let resp = delete(&b, claim(token, "sid")).await.expect("request");
+    expect_status(resp, 204).await;
+    assert!(revoked_in_postgres(&a, token).await);
+    b.assert_refresh_rejected(&user.tokens.refresh_token).await;
+    // Done: another repeat is a plain revoked token.
+    let resp = delete(&b, claim(token, "sid")).await.expect("request");
+    assert_problem(resp, 401, "unauthorized").await;
+    // The session nobody deleted lives on.
+    a.assert_me_status(&bystander.access_token, 200).await;
+}

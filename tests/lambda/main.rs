@@ -15,6 +15,7 @@ mod authorizer;
 mod me;
 mod public;
 mod runtime;
+mod sessions;
 
 use std::collections::BTreeSet;
 
@@ -22,10 +23,12 @@ use user_service::http::routes::ENDPOINTS;
 use user_service_tests::runtime_api::{HttpEvent, LambdaProcess, function_binary};
 use user_service_tests::{TestApp, TestUser};
 
-/// The function crates that are not HTTP endpoints and so not in `ENDPOINTS`.
-const NON_HTTP_FUNCTIONS: &[&str] = &["authorizer"];
+/// The function crates that are not HTTP endpoints and so not in `ENDPOINTS` (migrate and
+/// rotate-keys have tests of their own in the `api` binary).
+const NON_HTTP_FUNCTIONS: &[&str] = &["authorizer", "cleanup"];
 
-/// Every function binary under test: each `ENDPOINTS` function once, and the authorizer.
+/// Every function binary under test: each `ENDPOINTS` function once, the authorizer and the
+/// cleanup.
 fn functions() -> BTreeSet<&'static str> {
     ENDPOINTS
         .iter()

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,10 +26,6 @@ const BATCH_SIZE: usize = 25;
 const LINGER: Duration = Duration::from_millis(50);
 /// Attempts at writing one batch before it is given up (and logged as lost).
 const WRITE_ATTEMPTS: u32 = 3;
-/// How often the Postgres store deletes expired rows.
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
-/// Expired rows deleted per statement, so that pruning never holds locks for long.
-const PRUNE_BATCH: i64 = 1000;
 
 /// One stored event, as the admin audit route returns it. Every field is always present;
 /// those that do not apply are null.
@@ -160,15 +156,6 @@ impl AuditStore {
         Ok(AuditPage { events, more })
     }
 
-    /// Deletes expired events where the store does not do it itself (Postgres; DynamoDB
-    /// has its TTL). Returns how many went.
-    async fn prune(&self) -> Result<u64, AuditStoreError> {
-        match self {
-            Self::Postgres(db) => Ok(db.prune_audit_events(PRUNE_BATCH).await?),
-            Self::DynamoDb(_) => Ok(0),
-        }
-    }
-
     fn name(&self) -> &'static str {
         match self {
             Self::Postgres(_) => "postgres",
@@ -278,7 +265,6 @@ impl AuditSink {
 
 /// The background writer: drains the channel in batches until every sender is gone.
 async fn write_loop(store: AuditStore, retention: Duration, mut receiver: mpsc::Receiver<Message>) {
-    let mut last_prune: Option<Instant> = None;
     while let Some(first) = receiver.recv().await {
         let mut batch = Vec::with_capacity(BATCH_SIZE);
         let mut flushes = Vec::new();
@@ -310,16 +296,6 @@ async fn write_loop(store: AuditStore, retention: Duration, mut receiver: mpsc::
         }
         for done in flushes {
             let _ = done.send(());
-        }
-        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            last_prune = Some(Instant::now());
-            match store.prune().await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "expired audit events deleted"),
-                Err(e) => {
-                    tracing::warn!(error = %ErrorChain(&e), "could not delete expired audit events")
-                }
-            }
         }
     }
 }

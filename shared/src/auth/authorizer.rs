@@ -81,9 +81,11 @@ use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
 use crate::telemetry::ErrorChain;
 
-/// This service's logout route: the one route that admits a revoked token (see
-/// [`authorize_request`]).
-const LOGOUT_ROUTE: &str = "POST /v1/auth/logout";
+/// This service's routes that admit a revoked token (see [`authorize_request`]): logout and
+/// session deletion, the revocations a caller may have to repeat with a token that the
+/// attempt cut short already cut off.
+const REPEATABLE_REVOCATION_ROUTES: &[&str] =
+    &["POST /v1/auth/logout", "DELETE /v1/users/me/sessions/{id}"];
 
 /// Revocation could not be checked: the invocation must fail (API Gateway answers 500),
 /// never allow and never deny (see the module docs).
@@ -138,9 +140,12 @@ pub async fn authorize_request(
     };
     let caller = match super::authorize(tokens, revocations, token).await {
         Ok(authorized) => authorized.caller,
-        // The repeat of a logout that an outage cut short: its token is revoked by then, and
-        // the function finishes the revocation (or answers 401 if there is none to finish).
-        Err(AuthError::Revoked(caller)) if route == LOGOUT_ROUTE && rules.is_service_default() => {
+        // The repeat of a logout (or session deletion) that an outage cut short: its token is
+        // revoked by then, and the function finishes the revocation (or answers 401 if there
+        // is none to finish).
+        Err(AuthError::Revoked(caller))
+            if REPEATABLE_REVOCATION_ROUTES.contains(&route) && rules.is_service_default() =>
+        {
             caller
         }
         Err(AuthError::Revoked(_)) => {

@@ -105,21 +105,6 @@ impl Db {
         })
         .await
     }
-
-    /// Deletes up to `batch` expired events; returns how many went.
-    pub async fn prune_audit_events(&self, batch: i64) -> Result<u64, DbError> {
-        self.timed(async {
-            let client = self.client().await?;
-            Ok(client
-                .execute(
-                    "DELETE FROM audit_events WHERE id IN
-                         (SELECT id FROM audit_events WHERE expires_at < now() LIMIT $1)",
-                    &[&batch],
-                )
-                .await?)
-        })
-        .await
-    }
 }
 
 fn from_row(row: &Row) -> Result<StoredEvent, DbError> {

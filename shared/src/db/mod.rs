@@ -9,6 +9,7 @@
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod email_tokens;
+pub mod prune;
 pub(crate) mod reset_tokens;
 pub(crate) mod sessions;
 pub(crate) mod users;
@@ -368,7 +369,7 @@ pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
 }
 
 /// A task aborted when this handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -1,6 +1,8 @@
 //! SQL for sessions and their refresh tokens: create, rotate exactly once, detect reuse,
-//! revoke. Postgres is the truth about revocation; Redis only mirrors it for speed.
+//! list a user's live sessions, revoke. Postgres is the truth about revocation; Redis only
+//! mirrors it for speed.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -28,10 +30,12 @@ pub enum RevokeReason {
     Disabled,
     /// An admin deleted the user.
     Deleted,
+    /// The user deleted this session (`DELETE /v1/users/me/sessions/{id}`).
+    SessionDeleted,
 }
 
 impl RevokeReason {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Logout,
         Self::LogoutAll,
         Self::RefreshReuse,
@@ -39,6 +43,7 @@ impl RevokeReason {
         Self::PasswordReset,
         Self::Disabled,
         Self::Deleted,
+        Self::SessionDeleted,
     ];
 
     /// As stored (`sessions.revoked_reason`, the revocation journal).
@@ -51,6 +56,7 @@ impl RevokeReason {
             Self::PasswordReset => "password_reset",
             Self::Disabled => "disabled",
             Self::Deleted => "deleted",
+            Self::SessionDeleted => "session_deleted",
         }
     }
 
@@ -59,6 +65,58 @@ impl RevokeReason {
         Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
+
+/// Where a session was opened from, as its owner sees it in the list of sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    /// The login's client IP.
+    pub ip: Option<IpAddr>,
+    /// The login's `User-Agent`, at most [`SessionOrigin::USER_AGENT_MAX_CHARS`] characters.
+    pub user_agent: Option<String>,
+}
+
+impl SessionOrigin {
+    /// The longest `User-Agent` kept (the contract's cut; the column's check says the same).
+    pub const USER_AGENT_MAX_CHARS: usize = 256;
+
+    /// The origin of a login from `ip` with the `User-Agent` header `user_agent`: cut to
+    /// [`Self::USER_AGENT_MAX_CHARS`] characters; blank counts as unknown.
+    pub fn new(ip: Option<IpAddr>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent
+            .map(str::trim)
+            .filter(|ua| !ua.is_empty())
+            .map(|ua| ua.chars().take(Self::USER_AGENT_MAX_CHARS).collect());
+        Self { ip, user_agent }
+    }
+}
+
+/// A live session as its owner sees it (`GET /v1/users/me/sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// The session id (the `sid` of its access tokens).
+    pub id: Uuid,
+    /// The login.
+    pub created_at: DateTime<Utc>,
+    /// The login, or the latest refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// When it stops being refreshable: its live refresh token's expiry, which is already
+    /// the earlier of the idle expiry and the session's absolute expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Where it was opened from.
+    pub origin: SessionOrigin,
+}
+
+/// What makes a session live, for the list and for its deletion (one definition for both):
+/// not revoked, not past its absolute expiry, and holding an unspent, unexpired refresh
+/// token (else nothing can ever refresh it again). `s` is the session, `live.expires_at`
+/// its live refresh token's expiry.
+const LIVE_SESSIONS: &str = "FROM sessions s
+     CROSS JOIN LATERAL (
+         SELECT max(rt.expires_at) AS expires_at FROM refresh_tokens rt
+         WHERE rt.session_id = s.id AND rt.spent_at IS NULL AND rt.expires_at > now()
+     ) live
+     WHERE s.revoked_at IS NULL AND s.absolute_expires_at > now()
+       AND live.expires_at IS NOT NULL";
 
 /// A session just created or refreshed, with the expiry of its newest refresh token.
 #[derive(Debug, Clone)]
@@ -214,12 +272,14 @@ async fn store_refresh_token(
 }
 
 impl Db {
-    /// Starts a session for `user_id` with its first refresh token (stored as `token_hash`).
-    /// Returns the user as it is now, or `None` if it was disabled or deleted meanwhile.
+    /// Starts a session for `user_id`, opened from `origin`, with its first refresh token
+    /// (stored as `token_hash`). Returns the user as it is now, or `None` if it was disabled
+    /// or deleted meanwhile.
     pub async fn create_session(
         &self,
         user_id: Uuid,
         token_hash: &[u8],
+        origin: &SessionOrigin,
         refresh_ttl: Duration,
         max_lifetime: Duration,
     ) -> Result<Option<(IssuedSession, UserRecord)>, DbError> {
@@ -232,15 +292,21 @@ impl Db {
             };
             let insert = tx
                 .prepare_cached(
-                    "INSERT INTO sessions (id, user_id, absolute_expires_at)
-                     VALUES ($1, $2, now() + make_interval(secs => $3))
+                    "INSERT INTO sessions (id, user_id, absolute_expires_at, ip, user_agent)
+                     VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5)
                      RETURNING absolute_expires_at",
                 )
                 .await?;
             let row = tx
                 .query_one(
                     &insert,
-                    &[&session_id, &user_id, &pg_interval(max_lifetime)],
+                    &[
+                        &session_id,
+                        &user_id,
+                        &pg_interval(max_lifetime),
+                        &origin.ip,
+                        &origin.user_agent,
+                    ],
                 )
                 .await?;
             let absolute: DateTime<Utc> = row.try_get(0)?;
@@ -398,6 +464,62 @@ impl Db {
             rows.iter()
                 .map(|r| r.try_get(0).map_err(DbError::from))
                 .collect()
+        })
+        .await
+    }
+
+    /// Up to `limit` live sessions of `user_id` (see [`LIVE_SESSIONS`]), newest first.
+    pub async fn live_sessions(
+        &self,
+        user_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<SessionSummary>, DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT s.id, s.created_at, coalesce(s.last_refreshed_at, s.created_at),
+                            least(live.expires_at, s.absolute_expires_at), s.ip, s.user_agent
+                     {LIVE_SESSIONS} AND s.user_id = $1
+                     ORDER BY s.created_at DESC, s.id DESC
+                     LIMIT $2"
+                ))
+                .await?;
+            let rows = client.query(&stmt, &[&user_id, &limit]).await?;
+            let summary = |row: &tokio_postgres::Row| -> Result<SessionSummary, DbError> {
+                Ok(SessionSummary {
+                    id: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                    last_used_at: row.try_get(2)?,
+                    expires_at: row.try_get(3)?,
+                    origin: SessionOrigin {
+                        ip: row.try_get(4)?,
+                        user_agent: row.try_get(5)?,
+                    },
+                })
+            };
+            rows.iter().map(summary).collect()
+        })
+        .await
+    }
+
+    /// Whether `session_id` is a live session (see [`LIVE_SESSIONS`]) of `user_id`.
+    pub async fn is_live_session_of(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<bool, DbError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT 1 {LIVE_SESSIONS} AND s.id = $1 AND s.user_id = $2"
+                ))
+                .await?;
+            Ok(client
+                .query_opt(&stmt, &[&session_id, &user_id])
+                .await?
+                .is_some())
         })
         .await
     }

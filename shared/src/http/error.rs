@@ -275,6 +275,7 @@ impl From<SessionError> for ApiError {
             SessionError::EmailNotVerified => ApiError::EmailNotVerified,
             SessionError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             SessionError::Unauthorized => ApiError::Unauthorized,
+            SessionError::NotFound => ApiError::NotFound,
             SessionError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }

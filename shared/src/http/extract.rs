@@ -138,8 +138,9 @@ where
     }
 }
 
-/// The caller of a logout (and, through [`Authorized`], of every protected route): a live
-/// token, or one that a revocation cut off, which logout alone accepts as the repeat of a revocation that an outage cut short (the service decides
+/// The caller of a logout or a session deletion (and, through [`Authorized`], of every
+/// protected route): a live token, or one that a revocation cut off, which those two alone
+/// accept as the repeat of a revocation that an outage cut short (the service decides
 /// whether there is one to finish; see [`crate::auth::revocation`]).
 #[derive(Debug, Clone, Copy)]
 pub enum LogoutCaller {
@@ -238,6 +239,28 @@ where
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(addr)| addr.ip()),
         ))
+    }
+}
+
+/// The request's `User-Agent` header, as text (bytes that are not UTF-8 replaced); `None`
+/// without one. Behind API Gateway the header arrives like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAgent(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(UserAgent(parts.headers.get(header::USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        })))
+    }
+}
+
+impl UserAgent {
+    /// The header's text, if any.
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 }
 

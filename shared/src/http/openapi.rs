@@ -32,6 +32,8 @@ use crate::http::routes::{self, admin};
         routes::resend_verification::resend_verification,
         routes::verify_email::verify_email,
         routes::change_password::change_password,
+        routes::list_sessions::list_sessions,
+        routes::delete_session::delete_session,
         routes::forgot_password::forgot_password,
         routes::reset_password::reset_password,
         admin::list_users::list_users,

@@ -37,6 +37,15 @@ pub(crate) struct Forbidden(Problem);
 )]
 pub(crate) struct UserNotFound(Problem);
 
+/// For the operations on one of the caller's sessions (`/v1/users/me/sessions/{id}`).
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "No such live session of the caller: unknown, ended already, another user's, or an id that is not a UUID (`not_found`)",
+    content_type = "application/problem+json"
+)]
+pub(crate) struct SessionNotFound(Problem);
+
 /// For the operations whose body has nothing to validate beyond its shape.
 #[derive(utoipa::IntoResponses)]
 #[response(

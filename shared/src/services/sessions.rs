@@ -1,5 +1,6 @@
 //! Session use cases: log in (with the lockout protocol), refresh (rotation and reuse
-//! detection), log out. Each method is the whole rule; callers only pass values in.
+//! detection), log out, list one's sessions and end one of them. Each method is the whole
+//! rule; callers only pass values in.
 //!
 //! # Login
 //! Unknown email, wrong password and disabled account all get the same answer after the
@@ -33,7 +34,7 @@ use crate::auth::opaque::{self, OpaqueToken};
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::{AccessTokens, IssuedAccessToken};
 use crate::db::Db;
-use crate::db::sessions::{IssuedSession, RevokeReason, Rotation};
+use crate::db::sessions::{IssuedSession, RevokeReason, Rotation, SessionOrigin, SessionSummary};
 use crate::db::users::UserRecord;
 use crate::domain::{Email, EmailError, PasswordAttempt, User};
 
@@ -73,6 +74,9 @@ pub enum SessionError {
     /// The access token is revoked and there is no cut-short revocation to finish with it.
     #[error("unauthorized")]
     Unauthorized,
+    /// No such live session of the caller.
+    #[error("no such session")]
+    NotFound,
     /// An abuse limit was reached.
     #[error("rate limited; retry after {retry_after_secs} s")]
     RateLimited {
@@ -107,6 +111,18 @@ pub struct IssuedTokens {
     pub refresh_expires_at: DateTime<Utc>,
     /// The account.
     pub user: User,
+}
+
+/// The most sessions [`Sessions::list`] returns: the newest ones.
+pub const LIST_LIMIT: i64 = 1000;
+
+/// One of the caller's live sessions, as [`Sessions::list`] returns it.
+#[derive(Debug, Clone)]
+pub struct ListedSession {
+    /// The session.
+    pub session: SessionSummary,
+    /// Whether it is the session of the caller's own access token.
+    pub current: bool,
 }
 
 /// The session use cases; cheap to clone (one shared handle).
@@ -144,12 +160,14 @@ impl Sessions {
     }
 
     /// Trades an email and a password for a new session's tokens (the order of the
-    /// checks is [`super::credentials`]'s protocol).
+    /// checks is [`super::credentials`]'s protocol); the session remembers `ip` and
+    /// `user_agent` (the `User-Agent` header) for the list of sessions.
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         ip: Option<IpAddr>,
+        user_agent: Option<&str>,
     ) -> Result<IssuedTokens, SessionError> {
         let credentials = &self.parts.credentials;
         credentials
@@ -185,6 +203,7 @@ impl Sessions {
             .create_session(
                 user_id,
                 refresh.hash(),
+                &SessionOrigin::new(ip, user_agent),
                 self.parts.settings.refresh_token_ttl,
                 self.parts.settings.session_max_lifetime,
             )
@@ -340,6 +359,81 @@ impl Sessions {
         AuditEvent::success(AuditKind::Logout)
             .user(caller.user_id)
             .session(caller.session_id)
+            .ip(ip)
+            .reason(AuditReason::FinishedAfterOutage)
+            .record(&self.parts.audit);
+        Ok(())
+    }
+
+    /// The caller's live sessions (not revoked, not past their absolute expiry, still
+    /// refreshable), newest first, at most [`LIST_LIMIT`]; the caller's own is `current`.
+    pub async fn list(&self, caller: Caller) -> Result<Vec<ListedSession>, SessionError> {
+        let sessions = self
+            .parts
+            .db
+            .live_sessions(caller.user_id, LIST_LIMIT)
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|session| ListedSession {
+                current: session.id == caller.session_id,
+                session,
+            })
+            .collect())
+    }
+
+    /// Ends the caller's live session `session_id` exactly as a logout ends a session: its
+    /// access and refresh tokens stop working at once, on every instance (the caller's own
+    /// session too, when it is that one). [`SessionError::NotFound`] for a session that is
+    /// unknown, ended already or another user's: nothing is marked then.
+    pub async fn end(
+        &self,
+        caller: Caller,
+        session_id: Uuid,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SessionError> {
+        // Checked in Postgres first: the revocation marks whatever session it is given.
+        if !self
+            .parts
+            .db
+            .is_live_session_of(caller.user_id, session_id)
+            .await?
+        {
+            return Err(SessionError::NotFound);
+        }
+        self.parts
+            .revocations
+            .end_session(caller.user_id, session_id, RevokeReason::SessionDeleted)
+            .await?;
+        AuditEvent::success(AuditKind::SessionDeleted)
+            .user(caller.user_id)
+            .session(session_id)
+            .ip(ip)
+            .record(&self.parts.audit);
+        Ok(())
+    }
+
+    /// [`Self::end`] with a token that a revocation cut off: the repeat of a deletion of the
+    /// caller's own session that an outage cut short (the marker written, Postgres not).
+    /// Finishes the user's pending revocations; when both the token's session and
+    /// `session_id` were among them, the deletion is done, else the token is simply revoked.
+    pub async fn end_again(
+        &self,
+        caller: Caller,
+        session_id: Uuid,
+        ip: Option<IpAddr>,
+    ) -> Result<(), SessionError> {
+        let finished = self
+            .parts
+            .revocations
+            .finish_pending(caller.user_id)
+            .await?;
+        if !(finished.contains(&caller.session_id) && finished.contains(&session_id)) {
+            return Err(SessionError::Unauthorized);
+        }
+        AuditEvent::success(AuditKind::SessionDeleted)
+            .user(caller.user_id)
+            .session(session_id)
             .ip(ip)
             .reason(AuditReason::FinishedAfterOutage)
             .record(&self.parts.audit);

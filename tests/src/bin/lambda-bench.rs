@@ -139,6 +139,22 @@ impl<'a> Scenario<'a> {
                 HttpEvent::get("/v1/users/me").bearer(&f.reader.tokens.access_token),
                 200,
             ),
+            "list-sessions" => (
+                HttpEvent::get("/v1/users/me/sessions").bearer(&f.reader.tokens.access_token),
+                200,
+            ),
+            "delete-session" => {
+                let session = f.app.login_ok(&self.own.email, &self.own.password).await;
+                let sid = user_service_tests::jwt::claims_of(&session.access_token)["sid"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no sid in the access token"))?
+                    .to_owned();
+                (
+                    HttpEvent::new("DELETE", &format!("/v1/users/me/sessions/{sid}"))
+                        .bearer(&self.own.tokens.access_token),
+                    204,
+                )
+            }
             "update-me" => (
                 HttpEvent::new("PATCH", "/v1/users/me")
                     .bearer(&self.own.tokens.access_token)

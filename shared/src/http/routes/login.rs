@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::TokenPair;
 use crate::http::ApiError;
-use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::extract::{ApiJson, ClientIp, UserAgent};
 use crate::http::problems;
 use crate::http::state::AppState;
 use crate::services::Sessions;
@@ -50,10 +50,16 @@ struct LoginRequest {
 async fn login(
     State(sessions): State<Sessions>,
     ip: ClientIp,
+    user_agent: UserAgent,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let issued = sessions
-        .login(&body.email, body.password.expose_secret(), ip.0)
+        .login(
+            &body.email,
+            body.password.expose_secret(),
+            ip.0,
+            user_agent.as_deref(),
+        )
         .await?;
     Ok(Json(issued.into()))
 }

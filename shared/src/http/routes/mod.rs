@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod change_email;
 pub mod change_password;
+pub mod delete_session;
 pub mod forgot_password;
 pub mod get_me;
 pub mod health;
 pub mod jwks;
+pub mod list_sessions;
 pub mod login;
 pub mod logout;
 pub mod refresh;
@@ -66,6 +68,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { function: "resend-verification", methods: &["POST"], path: resend_verification::PATH, access: Access::User, router: resend_verification::router },
     Endpoint { function: "verify-email", methods: &["POST"], path: verify_email::PATH, access: Access::Public, router: verify_email::router },
     Endpoint { function: "change-password", methods: &["PUT"], path: change_password::PATH, access: Access::User, router: change_password::router },
+    Endpoint { function: "list-sessions", methods: &["GET"], path: list_sessions::PATH, access: Access::User, router: list_sessions::router },
+    Endpoint { function: "delete-session", methods: &["DELETE"], path: delete_session::PATH, access: Access::User, router: delete_session::router },
     Endpoint { function: "forgot-password", methods: &["POST"], path: forgot_password::PATH, access: Access::Public, router: forgot_password::router },
     Endpoint { function: "reset-password", methods: &["POST"], path: reset_password::PATH, access: Access::Public, router: reset_password::router },
     Endpoint { function: "jwks", methods: &["GET"], path: jwks::PATH, access: Access::Public, router: jwks::router },
@@ -154,7 +158,7 @@ mod tests {
     use std::path::Path;
 
     /// Function crates that are not HTTP endpoints.
-    const NON_HTTP_FUNCTIONS: &[&str] = &["authorizer", "migrate", "rotate-keys"];
+    const NON_HTTP_FUNCTIONS: &[&str] = &["authorizer", "cleanup", "migrate", "rotate-keys"];
 
     #[test]
     fn every_endpoint_has_a_function_crate_and_every_crate_an_endpoint() {
