@@ -6,7 +6,6 @@
 //! are read on first use, the argon2 threads start on the first hash, the SMTP or SES client
 //! on the first email.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -171,6 +170,7 @@ pub async fn authorizer(config: &Config) -> Result<Authorizer, StartupError> {
 /// The local server: every route in one process.
 pub struct App {
     state: AppState,
+    server: crate::config::HttpServerConfig,
 }
 
 impl App {
@@ -194,7 +194,10 @@ impl App {
         if let Some(admin) = &config.bootstrap_admin {
             ensure_first_admin(&state.accounts, admin).await?;
         }
-        Ok(Self { state })
+        Ok(Self {
+            state,
+            server: config.http_server,
+        })
     }
 
     /// Every route with the common layers.
@@ -208,19 +211,14 @@ impl App {
             .await
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight. Connections
+    /// get the header-read and idle timeouts and the cap of `HTTP_*` (see [`http::server`]).
     pub async fn serve_with_shutdown(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self.router();
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        http::server::serve(listener, self.router(), self.server, shutdown).await
     }
 }
 

@@ -69,6 +69,9 @@ pub enum AuditKind {
     AdminCreatedByCli,
     /// A registration refused by the per-IP limit (logged only: it names no user).
     Register,
+    /// A caller without the admin role refused an admin operation (403); `changes` names
+    /// the operation (`GET /v1/admin/users`).
+    AdminAccessDenied,
 }
 
 impl AuditKind {
@@ -89,6 +92,7 @@ impl AuditKind {
             Self::AdminBootstrapped => "admin_bootstrapped",
             Self::AdminCreatedByCli => "admin_created_by_cli",
             Self::Register => "register",
+            Self::AdminAccessDenied => "admin_access_denied",
         }
     }
 }
@@ -146,6 +150,8 @@ pub enum AuditReason {
     InvalidToken,
     /// A new password that fails the policy.
     WeakPassword,
+    /// The caller's role is not admin.
+    NotAdmin,
 }
 
 impl AuditReason {
@@ -174,6 +180,7 @@ impl AuditReason {
             Self::EmailRateLimited => "email_rate_limited",
             Self::InvalidToken => "invalid_token",
             Self::WeakPassword => "weak_password",
+            Self::NotAdmin => "not_admin",
         }
     }
 }
@@ -195,7 +202,8 @@ pub struct AuditEvent {
     pub ip: Option<IpAddr>,
     /// Why it failed, or a detail of what it did.
     pub reason: Option<AuditReason>,
-    /// Which fields an admin action changed (`role,disabled`); names, never values.
+    /// Which fields an admin action changed (`role,disabled`), or the operation an
+    /// `admin_access_denied` refused (`DELETE /v1/admin/users/{id}`); names, never values.
     pub changes: Option<String>,
     /// When it happened (microsecond precision, as Postgres keeps it).
     pub at: DateTime<Utc>,
@@ -241,6 +249,13 @@ impl AuditEvent {
     /// Names the fields a change touched.
     pub fn changes(mut self, fields: String) -> Self {
         self.changes = Some(fields);
+        self
+    }
+
+    /// Names the operation that was refused: its method and route template (never the
+    /// concrete path, which may carry ids). Kept where the changed fields go.
+    pub fn operation(mut self, operation: String) -> Self {
+        self.changes = Some(operation);
         self
     }
 
@@ -330,6 +345,7 @@ mod tests {
             K::AdminBootstrapped,
             K::AdminCreatedByCli,
             K::Register,
+            K::AdminAccessDenied,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;
@@ -356,6 +372,7 @@ mod tests {
             R::EmailRateLimited,
             R::InvalidToken,
             R::WeakPassword,
+            R::NotAdmin,
         ];
         assert_eq!(schema_values::<AuditReason>(), reasons.map(R::as_str));
     }
