@@ -130,6 +130,10 @@ struct Inner {
     /// Polls of `.../next` so far, and when the first came (it ends the init phase).
     polls: u64,
     first_poll: Option<Instant>,
+    /// When the runtime last posted an invocation's outcome.
+    responded_at: Option<Instant>,
+    /// Since when the runtime and every extension wait for an event with none queued.
+    idle_since: Option<Instant>,
 }
 
 struct Shared {
@@ -214,6 +218,23 @@ impl RuntimeApi {
         self.shared.lock().polls
     }
 
+    /// Whether the runtime and every extension wait for their next event (the previous
+    /// invocation is over for all of them), with no event queued.
+    pub fn idle(&self) -> bool {
+        self.shared.lock().idle_since.is_some()
+    }
+
+    /// How long the last invocation kept the environment busy after its response was posted
+    /// (extensions at work: Lambda's `PostRuntimeExtensionsDuration`); `None` while it still
+    /// does.
+    pub fn post_response(&self) -> Option<Duration> {
+        let inner = self.shared.lock();
+        match (inner.responded_at, inner.idle_since) {
+            (Some(responded), Some(idle)) => Some(idle.saturating_duration_since(responded)),
+            _ => None,
+        }
+    }
+
     /// How many extensions registered.
     pub fn extensions(&self) -> usize {
         self.shared.lock().extensions.len()
@@ -272,13 +293,14 @@ fn dispatch(inner: &mut Inner, function_arn: &str) {
         return;
     }
     let Some(queued) = inner.queue.pop_front() else {
+        inner.idle_since.get_or_insert_with(Instant::now);
         // Idle: as on Lambda, the environment is frozen until the next event. The pending
         // polls stay open; their answers come when the process runs again.
-        if let Some(pid) = inner.freeze_pid {
-            if !inner.frozen {
-                signal(pid, rustix::process::Signal::STOP);
-                inner.frozen = true;
-            }
+        if let Some(pid) = inner.freeze_pid
+            && !inner.frozen
+        {
+            signal(pid, rustix::process::Signal::STOP);
+            inner.frozen = true;
         }
         return;
     };
@@ -301,6 +323,7 @@ fn dispatch(inner: &mut Inner, function_arn: &str) {
         inner.queue.push_front(queued);
         return;
     }
+    inner.idle_since = None;
     for extension in &mut inner.extensions {
         let sent = match extension.waiting.take() {
             Some(waiting) => waiting.send(event.clone()),
@@ -372,8 +395,10 @@ async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> Response {
-    match shared.lock().in_flight.remove(id) {
+    let mut inner = shared.lock();
+    match inner.in_flight.remove(id) {
         Some(reply) => {
+            inner.responded_at = Some(Instant::now());
             // The invoker may have given up (timeout); the runtime still did its part.
             let _ = reply.send(outcome);
             (StatusCode::ACCEPTED, Json(json!({"status": "OK"}))).into_response()

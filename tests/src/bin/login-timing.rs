@@ -3,8 +3,10 @@
 //! (`user_service_tests::runtime_api`, which freezes the process between invocations and
 //! speaks the Extensions API as Lambda does), with its audit trail in DynamoDB (a moto
 //! server, `MOTO_ENDPOINT`), and times wrong-password logins of a known email against logins
-//! of unknown emails: from the invocation's enqueue to its response posted by the runtime,
-//! which is what API Gateway waits for.
+//! of unknown emails: from the invocation handed to an idle environment to its response
+//! posted by the runtime, which is what API Gateway waits for. Also reported: how long the
+//! environment stays busy after the response (the extension storing the audit event:
+//! Lambda's `PostRuntimeExtensionsDuration`), which the caller does not wait for.
 //!
 //! - **first invocation**: `--cold-runs` fresh processes (once each initialised: the runtime
 //!   has asked for its first event), half of them invoked first with the known email, half
@@ -46,6 +48,15 @@ struct Args {
     /// Fresh processes for the first-invocation figures (half start with each kind).
     #[arg(long, default_value_t = 10)]
     cold_runs: usize,
+    /// `NAME=VALUE` for the function's environment (repeatable).
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
 /// Which email a login names.
@@ -73,13 +84,36 @@ impl Fixture {
     }
 }
 
-/// One login: its response time; fails unless it is 401 `invalid_credentials`.
+/// Waits until the environment is idle (the previous invocation over for the runtime and
+/// every extension).
+async fn until_idle(process: &LambdaProcess) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !process.runtime_api().idle() {
+        if Instant::now() > deadline {
+            bail!("the environment is still busy after 10 s");
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    Ok(())
+}
+
+/// The times of one login, in milliseconds.
+struct Timing {
+    /// From the event handed to the idle environment to the response posted.
+    response: f64,
+    /// From the response to the environment idle again.
+    after: f64,
+}
+
+/// One login on an idle environment: its times; fails unless it is 401
+/// `invalid_credentials`.
 async fn timed_login(
     process: &LambdaProcess,
     fixture: &Fixture,
     kind: Kind,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Timing> {
     let event = fixture.event(kind).to_json();
+    until_idle(process).await?;
     let started = Instant::now();
     let payload = process
         .try_invoke(&event)
@@ -94,15 +128,24 @@ async fn timed_login(
             response.body
         );
     }
-    Ok(elapsed.as_secs_f64() * 1000.0)
+    until_idle(process).await?;
+    let after = process.runtime_api().post_response().unwrap_or_default();
+    Ok(Timing {
+        response: elapsed.as_secs_f64() * 1000.0,
+        after: after.as_secs_f64() * 1000.0,
+    })
 }
 
-async fn spawn(binary: &PathBuf, fixture: &Fixture) -> anyhow::Result<LambdaProcess> {
-    let process = LambdaProcess::builder("login")
+async fn spawn(args: &Args, binary: &PathBuf, fixture: &Fixture) -> anyhow::Result<LambdaProcess> {
+    let mut builder = LambdaProcess::builder("login")
         .binary(binary)
         .deployment(&fixture.app)
         // moto keeps the table in the region it was created in.
-        .env("AWS_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1");
+    for (name, value) in &args.env {
+        builder = builder.env(name, value);
+    }
+    let process = builder
         .spawn()
         .await
         .context("starting the login function")?;
@@ -192,23 +235,28 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Kind::Unknown
         };
-        let process = spawn(&binary, &fixture).await?;
+        let process = spawn(&args, &binary, &fixture).await?;
         extensions = process.runtime_api().extensions();
-        let ms = timed_login(&process, &fixture, kind).await?;
+        let ms = timed_login(&process, &fixture, kind).await?.response;
         match kind {
             Kind::Known => first_known.push(ms),
             Kind::Unknown => first_unknown.push(ms),
         }
     }
 
-    let process = spawn(&binary, &fixture).await?;
+    let process = spawn(&args, &binary, &fixture).await?;
     // Past the first invocation: the warm figures.
     timed_login(&process, &fixture, Kind::Known).await?;
     timed_login(&process, &fixture, Kind::Unknown).await?;
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    let (mut known_after, mut unknown_after) = (Vec::new(), Vec::new());
     for _ in 0..args.pairs {
-        known.push(timed_login(&process, &fixture, Kind::Known).await?);
-        unknown.push(timed_login(&process, &fixture, Kind::Unknown).await?);
+        let k = timed_login(&process, &fixture, Kind::Known).await?;
+        known.push(k.response);
+        known_after.push(k.after);
+        let u = timed_login(&process, &fixture, Kind::Unknown).await?;
+        unknown.push(u.response);
+        unknown_after.push(u.after);
     }
 
     println!(
@@ -221,6 +269,8 @@ async fn main() -> anyhow::Result<()> {
         ("first", "unknown", &first_unknown),
         ("warm", "known", &known),
         ("warm", "unknown", &unknown),
+        ("warm, busy after the response", "known", &known_after),
+        ("warm, busy after the response", "unknown", &unknown_after),
     ] {
         let s = summary(values);
         println!(
