@@ -6,7 +6,6 @@
 //! are read on first use, the argon2 threads start on the first hash, the SMTP or SES client
 //! on the first email.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -224,6 +223,7 @@ fn cleanup_policy(config: &Config) -> PrunePolicy {
 pub struct App {
     state: AppState,
     cleanup: PrunePolicy,
+    server: crate::config::HttpServerConfig,
 }
 
 impl App {
@@ -250,6 +250,7 @@ impl App {
         Ok(Self {
             state,
             cleanup: cleanup_policy(&config),
+            server: config.http_server,
         })
     }
 
@@ -264,8 +265,9 @@ impl App {
             .await
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight. Meanwhile
-    /// runs the cleanup every [`PRUNE_EVERY`] (stopped with the server).
+    /// Serves until `shutdown` completes, then finishes the requests in flight. Connections
+    /// get the header-read and idle timeouts and the cap of `HTTP_*` (see [`http::server`]).
+    /// Meanwhile runs the cleanup every [`PRUNE_EVERY`] (stopped with the server).
     pub async fn serve_with_shutdown(
         self,
         listener: TcpListener,
@@ -276,13 +278,7 @@ impl App {
             self.cleanup,
             PRUNE_EVERY,
         )));
-        let app = self.router();
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        http::server::serve(listener, self.router(), self.server, shutdown).await
     }
 }
 

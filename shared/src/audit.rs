@@ -81,6 +81,9 @@ pub enum AuditKind {
     /// The user ended one of its sessions (`DELETE /v1/users/me/sessions/{id}`); the event
     /// names that session.
     SessionDeleted,
+    /// A caller without the admin role refused an admin operation (403); `changes` names
+    /// the operation (`GET /v1/admin/users`).
+    AdminAccessDenied,
 }
 
 impl AuditKind {
@@ -106,6 +109,7 @@ impl AuditKind {
             Self::EmailChangeRequested => "email_change_requested",
             Self::EmailChanged => "email_changed",
             Self::SessionDeleted => "session_deleted",
+            Self::AdminAccessDenied => "admin_access_denied",
         }
     }
 }
@@ -174,6 +178,8 @@ pub enum AuditReason {
     AlreadyVerified,
     /// A pending email change was cancelled (a password change or reset).
     PendingEmailChangeCancelled,
+    /// The caller's role is not admin.
+    NotAdmin,
 }
 
 impl AuditReason {
@@ -207,6 +213,7 @@ impl AuditReason {
             Self::EmailTaken => "email_taken",
             Self::AlreadyVerified => "already_verified",
             Self::PendingEmailChangeCancelled => "pending_email_change_cancelled",
+            Self::NotAdmin => "not_admin",
         }
     }
 }
@@ -228,7 +235,8 @@ pub struct AuditEvent {
     pub ip: Option<IpAddr>,
     /// Why it failed, or a detail of what it did.
     pub reason: Option<AuditReason>,
-    /// Which fields an admin action changed (`role,disabled`); names, never values.
+    /// Which fields an admin action changed (`role,disabled`), or the operation an
+    /// `admin_access_denied` refused (`DELETE /v1/admin/users/{id}`); names, never values.
     pub changes: Option<String>,
     /// The address before an email change.
     pub old_email: Option<String>,
@@ -287,6 +295,13 @@ impl AuditEvent {
     pub fn emails(mut self, old: &crate::domain::Email, new: &crate::domain::Email) -> Self {
         self.old_email = Some(old.as_str().to_owned());
         self.new_email = Some(new.as_str().to_owned());
+        self
+    }
+
+    /// Names the operation that was refused: its method and route template (never the
+    /// concrete path, which may carry ids). Kept where the changed fields go.
+    pub fn operation(mut self, operation: String) -> Self {
+        self.changes = Some(operation);
         self
     }
 
@@ -383,6 +398,7 @@ mod tests {
             K::EmailChangeRequested,
             K::EmailChanged,
             K::SessionDeleted,
+            K::AdminAccessDenied,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;
@@ -414,6 +430,7 @@ mod tests {
             R::EmailTaken,
             R::AlreadyVerified,
             R::PendingEmailChangeCancelled,
+            R::NotAdmin,
         ];
         assert_eq!(schema_values::<AuditReason>(), reasons.map(R::as_str));
     }

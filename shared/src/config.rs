@@ -18,6 +18,8 @@ use secrecy::SecretString;
 pub struct Config {
     /// Address the local server listens on (`LISTEN_ADDR`).
     pub listen_addr: SocketAddr,
+    /// The local server's connection limits (`HTTP_*`).
+    pub http_server: HttpServerConfig,
     /// Postgres connection URL (`DATABASE_URL`); may carry a password. On AWS it is built
     /// from `DATABASE_HOST`, `DATABASE_PORT` and `DATABASE_NAME`, without credentials.
     pub database_url: SecretString,
@@ -125,6 +127,23 @@ pub struct Config {
     /// Secrets Manager endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else
     /// `AWS_ENDPOINT_URL`), read like the DynamoDB one. Unset: the SDK's default endpoint.
     pub secretsmanager_endpoint_url: Option<String>,
+}
+
+/// The local server's connection limits (see `http::server`); Lambda functions have none
+/// (API Gateway holds the connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpServerConfig {
+    /// How long a request's head (request line and headers) may take to arrive whole, from
+    /// the connection's start or the request's first byte (`HTTP_HEADER_READ_TIMEOUT_SECONDS`,
+    /// default 10).
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request after a response
+    /// (`HTTP_IDLE_TIMEOUT_SECONDS`, default 75: longer than the 60 s idle timeout of common
+    /// load balancers, so that the balancer, not this server, closes a pooled connection).
+    pub idle_timeout: Duration,
+    /// Most connections open at once (`HTTP_MAX_CONNECTIONS`, default 4096); keep it under
+    /// the process's open-file limit less the database and Redis pools.
+    pub max_connections: usize,
 }
 
 /// The asymmetric algorithms a key may be for. HMAC is deliberately absent: a shared secret
@@ -317,6 +336,11 @@ impl Config {
         let redis_host = get("REDIS_HOST");
         let config = Self {
             listen_addr,
+            http_server: HttpServerConfig {
+                header_read_timeout: secs("HTTP_HEADER_READ_TIMEOUT_SECONDS", 10)?,
+                idle_timeout: secs("HTTP_IDLE_TIMEOUT_SECONDS", 75)?,
+                max_connections: parse_or(&get, "HTTP_MAX_CONNECTIONS", Some(4096))?,
+            },
             database_url: match (get("DATABASE_URL"), &database_host) {
                 (Some(url), None) => url,
                 (None, Some(host)) => format!(
@@ -455,6 +479,18 @@ impl Config {
             ),
             ("AUDIT_RETENTION_DAYS", self.audit_retention.as_secs()),
             ("SECRETS_REFRESH_SECONDS", self.secrets_refresh.as_secs()),
+            (
+                "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                self.http_server.header_read_timeout.as_secs(),
+            ),
+            (
+                "HTTP_IDLE_TIMEOUT_SECONDS",
+                self.http_server.idle_timeout.as_secs(),
+            ),
+            (
+                "HTTP_MAX_CONNECTIONS",
+                self.http_server.max_connections as u64,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -617,6 +653,14 @@ mod tests {
         assert_eq!(c.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(c.argon2, Argon2Config::default());
         assert_eq!(c.hashing_queue_timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.http_server,
+            HttpServerConfig {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(75),
+                max_connections: 4096,
+            }
+        );
         assert!(!c.trust_forwarded_for);
         assert_eq!(c.limits, LimitsConfig::default());
         assert_eq!(c.limits.login_per_ip_per_minute, 30);

@@ -24,7 +24,29 @@
 //! by API Gateway alone (no function URL, no other trigger).
 //!
 //! [`run_authorizer`] runs the authorizer itself (`functions/authorizer`).
+//!
+//! # The answer first, the audit write after
+//!
+//! What a handler leaves behind (its audit events, an email, a re-hash) must be finished
+//! before Lambda freezes the sandbox, or it stalls until the next invocation thaws it (and is
+//! lost if none comes). Holding the response until then would make every answer wait for a
+//! DynamoDB write, and unevenly: a login with a known email and a wrong password stores an
+//! event for that user, one with an unknown email stores none, so the known email would
+//! answer one write later, which tells an attacker which emails have accounts.
+//!
+//! So the function registers an *internal Lambda extension* at init ([`AfterResponse`]).
+//! Lambda hands each invocation to the runtime and the extension at once, sends the
+//! runtime's response to the caller as soon as it is posted, and freezes the sandbox only
+//! when the runtime and every extension have asked for their next event. The handler's
+//! response goes out at once; the extension waits until this invocation's handler is done,
+//! then for its background work and audit writes, and only then asks for its next event.
+//! Every response thus waits for nothing but its own handler, whichever events it left.
+//! The time after the response is still billed (`PostRuntimeExtensionsDuration`) and within
+//! the function's timeout, as the wait before the response was.
+//! Where no Extensions API answers (an emulator without one), the work is settled before
+//! the response, as the in-process tests' [`function_app`] does.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
@@ -34,6 +56,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use lambda_http::request::RequestContext;
 use lambda_runtime::{LambdaEvent, service_fn};
+use tokio::sync::watch;
 
 use crate::auth::authorizer::AuthorizedContext;
 use crate::config::Config;
@@ -45,11 +68,38 @@ use crate::telemetry;
 /// Serves `routes` as a Lambda function until the runtime stops it; metrics are flushed
 /// as Embedded Metric Format lines after each invocation.
 pub async fn run(routes: fn() -> Router<AppState>) -> Result<(), lambda_http::Error> {
+    run_with_init(routes, no_init).await
+}
+
+fn no_init(_: AppState) -> futures::future::BoxFuture<'static, anyhow::Result<()>> {
+    Box::pin(async { Ok(()) })
+}
+
+/// What a function does at init, with its state, before its first invocation (the login
+/// function builds its dummy hash there: [`crate::http::routes::login::init`]).
+pub type Init = fn(AppState) -> futures::future::BoxFuture<'static, anyhow::Result<()>>;
+
+/// [`run`], with `init` run once at init (cold start), before the first invocation.
+pub async fn run_with_init(
+    routes: fn() -> Router<AppState>,
+    init: Init,
+) -> Result<(), lambda_http::Error> {
     telemetry::init();
     let metrics = telemetry::lambda_metrics()?;
     let config = Config::from_env()?;
     let state = crate::app::state(&config).await?;
-    let app = function_app(routes(), state);
+    init(state.clone()).await?;
+    let after_response = match AfterResponse::register(state.clone()).await {
+        Ok(after) => Some(after),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "no Lambda Extensions API: each response waits for its background work and audit events"
+            );
+            None
+        }
+    };
+    let app = serving_app(routes(), state, after_response);
     // Boxed: the runtime's future is deeply nested, and `main`'s would inline all of it.
     Box::pin(metrics_cloudwatch_embedded::lambda::service::run_http(
         metrics, app,
@@ -59,16 +109,29 @@ pub async fn run(routes: fn() -> Router<AppState>) -> Result<(), lambda_http::Er
 
 /// `routes` as a Lambda function serves them: the common layers, the client IP and the
 /// authorizer's caller from API Gateway's request context, and the background work settled
-/// before the invocation ends. Public for in-process tests with
-/// `lambda_http::request::from_str`.
+/// before the response (as a function without the Extensions API does). Public for
+/// in-process tests with `lambda_http::request::from_str`.
 pub fn function_app(routes: Router<AppState>, state: AppState) -> Router {
+    serving_app(routes, state, None)
+}
+
+/// [`function_app`], settling after the response when `after_response` is given.
+fn serving_app(
+    routes: Router<AppState>,
+    state: AppState,
+    after_response: Option<AfterResponse>,
+) -> Router {
     let routes = routes.route_layer(middleware::from_fn_with_state(
         state.clone(),
         caller_from_authorizer,
     ));
-    http::with_common_layers(routes, state.clone())
+    let settlement = Settlement {
+        state: state.clone(),
+        after_response,
+    };
+    http::with_common_layers(routes, state)
         .layer(middleware::from_fn_with_state(
-            state,
+            settlement,
             settle_background_work,
         ))
         .layer(middleware::from_fn(source_ip))
@@ -78,18 +141,81 @@ pub fn function_app(routes: Router<AppState>, state: AppState) -> Router {
 /// functions 10 s; the email and the audit writes take milliseconds when all is well).
 const BACKGROUND_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Holds the response until the work the handler left running is done and the audit events
-/// it emitted are stored: Lambda freezes the sandbox once the response is returned, so
-/// anything still running would stall until (and unless) the next invocation thaws it.
-/// Then honours a [`MinimumResponseTime`] the handler asked for.
-async fn settle_background_work(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let arrived = Instant::now();
-    let function = function_name();
-    let response = next.run(request).await;
+/// Where an invocation's leftover work is settled.
+#[derive(Clone)]
+struct Settlement {
+    state: AppState,
+    /// After the response, by the extension; `None`: before it.
+    after_response: Option<AfterResponse>,
+}
+
+/// Settles each invocation's leftover work after its response: an internal Lambda extension
+/// (see the module docs), told by [`settle_background_work`] when an invocation's handler
+/// is done.
+#[derive(Clone)]
+struct AfterResponse {
+    /// The request id of the last invocation whose handler is done.
+    handled: Arc<watch::Sender<Option<String>>>,
+}
+
+impl AfterResponse {
+    /// Registers the extension (init phase: before the runtime's first `next`) and starts
+    /// its event loop.
+    async fn register(state: AppState) -> Result<Self, lambda_extension::Error> {
+        const EVENTS: &[&str] = &["INVOKE"];
+        let handled = Arc::new(watch::Sender::new(None::<String>));
+        let events = {
+            let handled = Arc::clone(&handled);
+            lambda_extension::service_fn(move |event: lambda_extension::LambdaEvent| {
+                let handled = handled.subscribe();
+                let state = state.clone();
+                async move {
+                    if let lambda_extension::NextEvent::Invoke(invoke) = event.next {
+                        settle_after_response(&state, invoke, handled).await;
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            })
+        };
+        let registered = lambda_extension::Extension::new()
+            .with_events(EVENTS)
+            .with_events_processor(events)
+            .with_extension_name("settle-after-response")
+            .register()
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = registered.run().await {
+                // Without its extension asking for events, Lambda would wait for it until
+                // every invocation timed out: end the sandbox instead, Lambda starts another.
+                tracing::error!(error = %e, "the settling extension stopped; exiting");
+                std::process::exit(1);
+            }
+        });
+        Ok(Self { handled })
+    }
+}
+
+/// The extension's part of one invocation: waits until its handler is done (at most until
+/// the invocation's deadline), then settles what it left.
+async fn settle_after_response(
+    state: &AppState,
+    invoke: lambda_extension::InvokeEvent,
+    mut handled: watch::Receiver<Option<String>>,
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let left = Duration::from_millis(invoke.deadline_ms.saturating_sub(now_ms));
+    let done = handled.wait_for(|id| id.as_deref() == Some(invoke.request_id.as_str()));
+    if tokio::time::timeout(left, done).await.is_err() {
+        tracing::warn!(request_id = %invoke.request_id, "no handler finished this invocation by its deadline");
+    }
+    settle(state).await;
+}
+
+/// Waits until the work the handler left running is done and the audit events it emitted
+/// are stored, each at most [`BACKGROUND_DEADLINE`].
+async fn settle(state: &AppState) {
     // One invocation at a time per instance: whatever the tracker holds is this request's.
     state.background.close();
     if tokio::time::timeout(BACKGROUND_DEADLINE, state.background.wait())
@@ -104,6 +230,31 @@ async fn settle_background_work(
         .is_err()
     {
         tracing::warn!("audit events not stored by the deadline; they are in the log");
+    }
+}
+
+/// Settles the work the handler left running and the audit events it emitted: Lambda
+/// freezes the sandbox once the invocation ends, so anything still running would stall
+/// until (and unless) the next invocation thaws it. With the extension, this only tells it
+/// the handler is done and the response goes out at once; without, the response waits.
+/// Then honours a [`MinimumResponseTime`] the handler asked for.
+async fn settle_background_work(
+    State(settlement): State<Settlement>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let arrived = Instant::now();
+    let function = function_name();
+    let request_id = request
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map(|context| context.request_id.clone());
+    let response = next.run(request).await;
+    match (&settlement.after_response, request_id) {
+        (Some(after), Some(request_id)) => {
+            after.handled.send_replace(Some(request_id));
+        }
+        _ => settle(&settlement.state).await,
     }
     if let Some(MinimumResponseTime(floor)) = response.extensions().get().copied() {
         tokio::time::sleep_until((arrived + floor).into()).await;

@@ -8,16 +8,11 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, FixedOffset, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
-use user_service_tests::moto::moto_endpoint;
+use user_service_tests::moto::{create_audit_table, dynamodb, moto_endpoint};
 use user_service_tests::test_app::unique_admin_email;
 use user_service_tests::{
     TestApp, TestAppBuilder, TestUser, assert_problem, eventually, expect_json, strong_password,
@@ -36,46 +31,6 @@ const EXPECTED: &[(&str, &str, Option<&str>)] = &[
     ("login", "success", None),
     ("user_registered", "success", None),
 ];
-
-/// A DynamoDB client for moto (the test's own, independent of the app's).
-fn dynamodb(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-        .build();
-    Client::from_conf(config)
-}
-
-/// Creates a table shaped like template.yaml's `AuditTable` (pk, sk; TTL on `expires_at`).
-async fn create_audit_table(client: &Client, name: &str) {
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key schema")
-    };
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute definition")
-    };
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("sk"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("creating table {name} in moto: {e:?}"));
-}
 
 /// An app with a bootstrap admin, configured by `configure`, and that admin, logged in.
 async fn spawn_with_admin(
@@ -310,6 +265,8 @@ async fn check_endpoint(app: &TestApp, admin: &TestUser, user: &TestUser, all: &
         "forbidden",
     )
     .await;
+    // The 403 lands in the user's trail (one more event than `EXPECTED`).
+    denial_in_trail(app, admin, user, "GET /v1/admin/users/{id}/audit").await;
     let resp = app
         .request(Method::GET, &format!("/v1/admin/users/{}/audit", user.id))
         .send()
@@ -350,8 +307,8 @@ async fn audit_events_land_in_dynamodb_and_the_admin_route_serves_them() {
         .unwrap_or_default();
     assert_eq!(
         items.len(),
-        EXPECTED.len(),
-        "one item per event: {items:#?}"
+        EXPECTED.len() + 1,
+        "one item per event, the 403 of check_endpoint included: {items:#?}"
     );
     for item in &items {
         let expires_at: i64 = item
@@ -405,7 +362,11 @@ async fn without_an_audit_table_events_are_kept_in_postgres_and_served_the_same_
         )
         .await
         .expect("query audit_events");
-    assert_eq!(rows.len(), EXPECTED.len(), "one row per event");
+    assert_eq!(
+        rows.len(),
+        EXPECTED.len() + 1,
+        "one row per event, the 403 of check_endpoint included"
+    );
     for row in rows {
         let days: f64 = row.get(0);
         assert!(
@@ -413,6 +374,57 @@ async fn without_an_audit_table_events_are_kept_in_postgres_and_served_the_same_
             "kept AUDIT_RETENTION_DAYS: {days}"
         );
     }
+}
+
+/// Waits until `user`'s trail shows an `admin_access_denied` of `operation`; returns it.
+async fn denial_in_trail(
+    app: &TestApp,
+    admin: &TestUser,
+    user: &TestUser,
+    operation: &str,
+) -> Value {
+    let token = &admin.tokens.access_token;
+    let denial = |page: &Value| {
+        page["events"].as_array().and_then(|events| {
+            events
+                .iter()
+                .find(|e| e["type"] == "admin_access_denied" && e["changes"] == operation)
+                .cloned()
+        })
+    };
+    eventually(SETTLE, || async {
+        let page = expect_json(audit(app, token, &user.id, "limit=100").await, 200).await;
+        denial(&page).is_some()
+    })
+    .await;
+    let page = expect_json(audit(app, token, &user.id, "limit=100").await, 200).await;
+    denial(&page).unwrap_or_else(|| panic!("no admin_access_denied for {operation}: {page}"))
+}
+
+/// Contract, "Audit" (v2): a user-role token refused an admin route (403) is in that
+/// user's trail: who (its session), which operation, from which IP.
+#[tokio::test]
+async fn a_403_on_an_admin_route_is_in_the_callers_trail() {
+    let (app, admin) = spawn_with_admin(|b| b).await;
+    let user = app.new_user().await;
+    let ip = "198.51.100.23";
+    let resp = app
+        .request_from(ip, Method::GET, "/v1/admin/users")
+        .bearer_auth(&user.tokens.access_token)
+        .send()
+        .await
+        .expect("request");
+    assert_problem(resp, 403, "forbidden").await;
+    let event = denial_in_trail(&app, &admin, &user, "GET /v1/admin/users").await;
+    assert_eq!(event["outcome"], "failure", "{event}");
+    assert_eq!(event["reason"], "not_admin", "{event}");
+    assert_eq!(event["ip"], ip, "{event}");
+    assert_eq!(event["actor_id"], Value::Null, "{event}");
+    let session_id = user_service_tests::jwt::claims_of(&user.tokens.access_token)["sid"].clone();
+    assert_eq!(
+        event["session_id"], session_id,
+        "the token's session: {event}"
+    );
 }
 
 #[tokio::test]

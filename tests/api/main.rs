@@ -7,6 +7,8 @@ mod admin;
 mod audit;
 mod authorizer;
 mod aws_connections;
+mod caching;
+mod connections;
 mod email;
 mod errors;
 mod health;

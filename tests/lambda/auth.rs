@@ -98,24 +98,39 @@ async fn login() {
     let user = app.register_ok(&email, &password).await;
     let id = user["id"].as_str().expect("id");
 
-    let pair = login
+    let success = login
         .http(&HttpEvent::post_json(
             "/v1/auth/login",
             &json!({ "email": email, "password": password }),
         ))
-        .await
-        .expect(200);
+        .await;
+    let pair = success.expect(200);
     assert_token_pair(&pair, id);
     app.assert_me_status(pair["access_token"].as_str().expect("token"), 200)
         .await;
 
-    login
+    let refused = login
         .http(&HttpEvent::post_json(
             "/v1/auth/login",
             &json!({ "email": email, "password": "wrong-horse-battery-staple" }),
         ))
-        .await
-        .expect_problem(401, "invalid_credentials");
+        .await;
+    refused.expect_problem(401, "invalid_credentials");
+    // Contract, "Conventions" (v2): every /v1 response is `no-store`, in a function too.
+    let unknown = login.http(&HttpEvent::get("/v1/no/such/path")).await;
+    unknown.expect_problem(404, "not_found");
+    for (what, response) in [
+        ("a success", &success),
+        ("a problem", &refused),
+        ("an unknown /v1 path", &unknown),
+    ] {
+        assert_eq!(
+            response.header("cache-control"),
+            Some("no-store"),
+            "{what}: {:?}",
+            response.headers
+        );
+    }
     login
         .http(&HttpEvent::post_json(
             "/v1/auth/login",
@@ -278,14 +293,16 @@ async fn forgot_password() {
     let known_took = started.elapsed();
     assert_eq!(response.status, 202, "{}", response.body);
     // Lambda freezes the environment between invocations (and so does the emulator): the
-    // email must be out before the invocation ends, not "in the background" after it.
+    // email must be out before the freeze, not "in the background" after it. (The function
+    // may send it after its response: its extension holds the freeze until it is out.)
+    super::runtime::wait_until_frozen(forgot.pid()).await;
     let mail = smtp
         .messages_to(&user.email)
         .into_iter()
         .next()
         .unwrap_or_else(|| {
             panic!(
-                "the reset email was not sent before the response; function output:\n{}",
+                "the reset email was not sent before the freeze; function output:\n{}",
                 forgot.output().join("\n")
             )
         });

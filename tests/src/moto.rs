@@ -3,6 +3,10 @@
 //! `AWS_*` credentials; without it an AWS test fails when `CI` is set and is skipped (saying
 //! why) otherwise.
 
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 
 /// The moto endpoint, or `None` (after saying why) when `what` cannot be tested here: without
@@ -67,4 +71,44 @@ pub async fn put_secret(endpoint: &str, arn: &str, value: &str) {
         .send()
         .await
         .expect("put the secret's new value on moto");
+}
+
+/// A DynamoDB client for moto (the test's own, independent of the app's).
+pub fn dynamodb(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+        .build();
+    Client::from_conf(config)
+}
+
+/// Creates a table shaped like template.yaml's `AuditTable` (pk, sk; TTL on `expires_at`).
+pub async fn create_audit_table(client: &Client, name: &str) {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key schema")
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition")
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("sk"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("creating table {name} in moto: {e:?}"));
 }

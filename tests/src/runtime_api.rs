@@ -8,7 +8,14 @@
 //!   `Lambda-Runtime-Invoked-Function-Arn` and `Lambda-Runtime-Trace-Id`;
 //! - `POST /2018-06-01/runtime/invocation/{id}/response` and `.../{id}/error`: the outcome
 //!   of that invocation (202; 400 for an id that is not in flight);
-//! - `POST /2018-06-01/runtime/init/error`: the runtime could not start.
+//! - `POST /2018-06-01/runtime/init/error`: the runtime could not start;
+//! - the Extensions API for internal extensions: `POST /2020-01-01/extension/register`
+//!   (`INVOKE` events only) and `GET /2020-01-01/extension/event/next`.
+//!
+//! As Lambda does, an invocation is handed to the runtime and to every registered extension
+//! at once, its response is returned to the invoker as soon as the runtime posts it, and the
+//! next invocation (and the freeze) waits until the runtime and every extension have asked
+//! for their next event: an extension may work after the response, not after the freeze.
 //!
 //! [`LambdaProcess`] starts one built function binary (`functions/<name>`, see
 //! [`function_binary`]) with `AWS_LAMBDA_RUNTIME_API` pointing at its own emulator, the
@@ -98,12 +105,23 @@ struct Queued {
     reply: oneshot::Sender<Outcome>,
 }
 
+/// An extension registered with the Extensions API.
+struct Extension {
+    id: String,
+    /// Its `GET .../event/next` waiting for an event.
+    waiting: Option<oneshot::Sender<Value>>,
+    /// Events for it that its next poll takes (its previous poll went away).
+    pending: VecDeque<Value>,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Events waiting for the runtime's next `GET .../next`.
     queue: VecDeque<Queued>,
     /// The runtime's `GET .../next` waiting for an event.
     waiting: Option<oneshot::Sender<Queued>>,
+    /// The registered extensions.
+    extensions: Vec<Extension>,
     /// Invocations handed to the runtime and not answered yet.
     in_flight: HashMap<String, oneshot::Sender<Outcome>>,
     /// The process to freeze while it waits for an event, and whether it is frozen now.
@@ -112,6 +130,10 @@ struct Inner {
     /// Polls of `.../next` so far, and when the first came (it ends the init phase).
     polls: u64,
     first_poll: Option<Instant>,
+    /// When the runtime last posted an invocation's outcome.
+    responded_at: Option<Instant>,
+    /// Since when the runtime and every extension wait for an event with none queued.
+    idle_since: Option<Instant>,
 }
 
 struct Shared {
@@ -163,6 +185,11 @@ impl RuntimeApi {
                 post(invocation_error),
             )
             .route("/2018-06-01/runtime/init/error", post(report_init_error))
+            .route("/2020-01-01/extension/register", post(register_extension))
+            .route(
+                "/2020-01-01/extension/event/next",
+                get(next_extension_event),
+            )
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -189,6 +216,28 @@ impl RuntimeApi {
     /// How many times the runtime has asked for its next event.
     pub fn polls(&self) -> u64 {
         self.shared.lock().polls
+    }
+
+    /// Whether the runtime and every extension wait for their next event (the previous
+    /// invocation is over for all of them), with no event queued.
+    pub fn idle(&self) -> bool {
+        self.shared.lock().idle_since.is_some()
+    }
+
+    /// How long the last invocation kept the environment busy after its response was posted
+    /// (extensions at work: Lambda's `PostRuntimeExtensionsDuration`); `None` while it still
+    /// does.
+    pub fn post_response(&self) -> Option<Duration> {
+        let inner = self.shared.lock();
+        match (inner.responded_at, inner.idle_since) {
+            (Some(responded), Some(idle)) => Some(idle.saturating_duration_since(responded)),
+            _ => None,
+        }
+    }
+
+    /// How many extensions registered.
+    pub fn extensions(&self) -> usize {
+        self.shared.lock().extensions.len()
     }
 
     /// When the runtime first asked for an event: the end of its init phase.
@@ -229,17 +278,70 @@ impl RuntimeApi {
             }
             inner.frozen = false;
         }
-        match inner.waiting.take() {
-            Some(waiting) => {
-                if let Err(queued) = waiting.send(queued) {
-                    // The poll went away (its connection closed): keep the event for the next.
-                    inner.queue.push_back(queued);
-                }
-            }
-            None => inner.queue.push_back(queued),
-        }
+        inner.queue.push_back(queued);
+        dispatch(&mut inner, &self.shared.function_arn);
         (request_id, outcome)
     }
+}
+
+/// Hands the next queued event to the runtime and the extensions once all of them wait for
+/// one (the previous invocation is over for all); freezes the process when they all wait and
+/// nothing is queued.
+fn dispatch(inner: &mut Inner, function_arn: &str) {
+    let idle = inner.waiting.is_some() && inner.extensions.iter().all(|e| e.waiting.is_some());
+    if !idle {
+        return;
+    }
+    let Some(queued) = inner.queue.pop_front() else {
+        inner.idle_since.get_or_insert_with(Instant::now);
+        // Idle: as on Lambda, the environment is frozen until the next event. The pending
+        // polls stay open; their answers come when the process runs again.
+        if let Some(pid) = inner.freeze_pid
+            && !inner.frozen
+        {
+            signal(pid, rustix::process::Signal::STOP);
+            inner.frozen = true;
+        }
+        return;
+    };
+    let deadline_ms = SystemTime::now()
+        .checked_add(queued.timeout)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    let event = json!({
+        "eventType": "INVOKE",
+        "deadlineMs": deadline_ms,
+        "requestId": queued.request_id,
+        "invokedFunctionArn": function_arn,
+        "tracing": {"type": "X-Amzn-Trace-Id", "value": trace_id(deadline_ms)},
+    });
+    let Some(runtime) = inner.waiting.take() else {
+        return;
+    };
+    if let Err(queued) = runtime.send(queued) {
+        // The poll went away (its connection closed): keep the event for the next.
+        inner.queue.push_front(queued);
+        return;
+    }
+    inner.idle_since = None;
+    for extension in &mut inner.extensions {
+        let sent = match extension.waiting.take() {
+            Some(waiting) => waiting.send(event.clone()),
+            None => Err(event.clone()),
+        };
+        if let Err(event) = sent {
+            extension.pending.push_back(event);
+        }
+    }
+}
+
+fn trace_id(deadline_ms: u64) -> String {
+    format!(
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        deadline_ms / 1000,
+        &Uuid::new_v4().simple().to_string()[..24],
+        &Uuid::new_v4().simple().to_string()[..16]
+    )
 }
 
 fn signal(pid: u32, signal: rustix::process::Signal) {
@@ -254,42 +356,23 @@ fn signal(pid: u32, signal: rustix::process::Signal) {
 }
 
 async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
-    let waiting = {
+    let receiver = {
         let mut inner = shared.lock();
         inner.polls += 1;
         inner.first_poll.get_or_insert_with(Instant::now);
-        match inner.queue.pop_front() {
-            Some(queued) => Err(queued),
-            None => {
-                let (sender, receiver) = oneshot::channel();
-                inner.waiting = Some(sender);
-                // Idle: as on Lambda, the environment is frozen until the next event. The
-                // runtime's request stays open; its answer comes when the process runs again.
-                if let Some(pid) = inner.freeze_pid {
-                    signal(pid, rustix::process::Signal::STOP);
-                    inner.frozen = true;
-                }
-                Ok(receiver)
-            }
-        }
+        let (sender, receiver) = oneshot::channel();
+        inner.waiting = Some(sender);
+        dispatch(&mut inner, &shared.function_arn);
+        receiver
     };
-    let queued = match waiting {
-        Err(queued) => queued,
-        Ok(receiver) => match receiver.await {
-            Ok(queued) => queued,
-            Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-        },
+    let Ok(queued) = receiver.await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let deadline_ms = SystemTime::now()
         .checked_add(queued.timeout)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis());
-    let trace_id = format!(
-        "Root=1-{:08x}-{};Parent={};Sampled=0",
-        deadline_ms / 1000,
-        &Uuid::new_v4().simple().to_string()[..24],
-        &Uuid::new_v4().simple().to_string()[..16]
-    );
+        .map_or(0, |d| d.as_millis() as u64);
+    let trace_id = trace_id(deadline_ms);
     shared
         .lock()
         .in_flight
@@ -312,8 +395,10 @@ async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> Response {
-    match shared.lock().in_flight.remove(id) {
+    let mut inner = shared.lock();
+    match inner.in_flight.remove(id) {
         Some(reply) => {
+            inner.responded_at = Some(Instant::now());
             // The invoker may have given up (timeout); the runtime still did its part.
             let _ = reply.send(outcome);
             (StatusCode::ACCEPTED, Json(json!({"status": "OK"}))).into_response()
@@ -356,6 +441,85 @@ async fn invocation_error(
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     finish(&shared, &id, outcome)
+}
+
+const EXTENSION_ID: &str = "lambda-extension-identifier";
+
+/// `POST /2020-01-01/extension/register`: a new extension, for `INVOKE` events (the only
+/// events an internal extension may have).
+async fn register_extension(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let events: Vec<&str> = body["events"]
+        .as_array()
+        .map(|events| events.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if events != ["INVOKE"] || headers.get("lambda-extension-name").is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "errorMessage": format!("this emulator takes internal extensions named in Lambda-Extension-Name, for INVOKE only; got {events:?}"),
+                "errorType": "InvalidRequest"
+            })),
+        )
+            .into_response();
+    }
+    let id = Uuid::new_v4().to_string();
+    shared.lock().extensions.push(Extension {
+        id: id.clone(),
+        waiting: None,
+        pending: VecDeque::new(),
+    });
+    let function_name = shared
+        .function_arn
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut response = Json(json!({
+        "functionName": function_name,
+        "functionVersion": "$LATEST",
+        "handler": "bootstrap",
+        "accountId": "123456789012",
+    }))
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(EXTENSION_ID, value);
+    }
+    response
+}
+
+/// `GET /2020-01-01/extension/event/next`: the extension is done with the current
+/// invocation (or its init) and waits for the next.
+async fn next_extension_event(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let id = headers
+        .get(EXTENSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let receiver = {
+        let mut inner = shared.lock();
+        let Some(extension) = inner.extensions.iter_mut().find(|e| e.id == id) else {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"errorMessage": "unknown extension id", "errorType": "Extension.InvalidExtensionId"})),
+            )
+                .into_response();
+        };
+        if let Some(event) = extension.pending.pop_front() {
+            return Json(event).into_response();
+        }
+        let (sender, receiver) = oneshot::channel();
+        extension.waiting = Some(sender);
+        dispatch(&mut inner, &shared.function_arn);
+        receiver
+    };
+    match receiver.await {
+        Ok(event) => Json(event).into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 async fn report_init_error(

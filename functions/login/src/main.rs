@@ -4,5 +4,5 @@ use user_service::http::routes::login;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    user_service::lambda::run(login::router).await
+    user_service::lambda::run_with_init(login::router, login::init).await
 }

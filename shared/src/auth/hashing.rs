@@ -182,16 +182,28 @@ impl PasswordHasher {
     /// Spends the same work as [`verify`](Self::verify) on a dummy hash and reports a
     /// mismatch: for logins to unknown accounts, so timing does not reveal which exist.
     pub async fn verify_dummy(&self, attempt: &PasswordAttempt) -> Result<(), HashError> {
-        let dummy = self
-            .dummy_hash
+        let dummy = self.dummy_hash().await?;
+        self.verify(attempt, dummy).await.map(drop)
+    }
+
+    /// Builds the dummy hash now, if it is not built yet (and so starts the hashing
+    /// threads): for a login function's init, so that its first unknown-email login does
+    /// not pay one hash more than a known one.
+    pub async fn prepare_dummy(&self) -> Result<(), HashError> {
+        self.dummy_hash().await.map(drop)
+    }
+
+    /// The hash of a random password that [`verify_dummy`](Self::verify_dummy) checks
+    /// against; made on first use.
+    async fn dummy_hash(&self) -> Result<&String, HashError> {
+        self.dummy_hash
             .get_or_try_init(|| async {
                 let mut random = [0u8; 32];
                 aws_lc_rs::rand::fill(&mut random)
                     .map_err(|_| HashError::Internal(anyhow::anyhow!("no randomness")))?;
                 self.hash_secret(SecretString::from(hex(&random))).await
             })
-            .await?;
-        self.verify(attempt, dummy).await.map(drop)
+            .await
     }
 
     /// The hashing threads, started now if this is the first hash.

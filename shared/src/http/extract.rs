@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
@@ -14,6 +14,7 @@ use axum::extract::FromRef;
 
 use super::ApiError;
 use super::state::ClientIpSource;
+use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::auth::{AuthError, Authenticator, Authorized, Caller};
 
 /// A JSON body, strictly: `application/json` (or `+json`) content type or 415, over 64 KiB
@@ -180,13 +181,17 @@ where
 }
 
 /// An authenticated caller with the admin role: 401 without a valid token, 403 with a
-/// valid token of another role.
+/// valid token of another role. A 403 goes into the caller's audit trail
+/// (`admin_access_denied`: who, the refused operation, the IP): someone with an account is
+/// probing the admin routes.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminCaller(pub Caller);
 
 impl<S> FromRequestParts<S> for AdminCaller
 where
     Authenticator: FromRef<S>,
+    AuditSink: FromRef<S>,
+    ClientIpSource: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -194,10 +199,21 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Authenticated { caller, .. } = Authenticated::from_request_parts(parts, state).await?;
         if caller.role == crate::domain::Role::Admin {
-            Ok(AdminCaller(caller))
-        } else {
-            Err(ApiError::Forbidden)
+            return Ok(AdminCaller(caller));
         }
+        let Ok(ip) = ClientIp::from_request_parts(parts, state).await;
+        // The route's template, not the path: the operation, never an id from the URL.
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        AuditEvent::failure(AuditKind::AdminAccessDenied, AuditReason::NotAdmin)
+            .user(caller.user_id)
+            .session(caller.session_id)
+            .ip(ip.0)
+            .operation(format!("{} {route}", parts.method))
+            .record(&AuditSink::from_ref(state));
+        Err(ApiError::Forbidden)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: one small router per endpoint (in [`routes`]), and [`with_common_layers`],
 //! which gives any of them the same behaviour at the edges: problem responses for unknown
-//! routes and methods, the 64 KiB body limit, and one log event per request.
+//! routes and methods, the 64 KiB body limit, `Cache-Control: no-store` on every `/v1/`
+//! response, and one log event per request.
 //!
 //! The local server serves [`router`] (all endpoints); a Lambda function serves
 //! `with_common_layers(routes::<endpoint>::router(), state)`, so both run the same code.
@@ -11,6 +12,7 @@ pub(crate) mod extract;
 pub mod openapi;
 pub(crate) mod problems;
 pub mod routes;
+pub mod server;
 pub(crate) mod state;
 
 use std::time::Instant;
@@ -47,7 +49,36 @@ pub fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(reject_large_bodies))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(no_store))
         .with_state(state)
+}
+
+/// The value every `/v1/` response carries in `Cache-Control`.
+pub const NO_STORE: &str = "no-store";
+
+/// Whether responses to `path` must never be kept by a cache: everything under `/v1/` (the
+/// contract: tokens, profiles and problems are per caller and per moment), and the health
+/// probes (a cached readiness answer hides an outage). The JWKS keeps its own
+/// `Cache-Control` (keys are meant to be cached), and the OpenAPI document and page none.
+fn never_cached(path: &str) -> bool {
+    path == "/v1"
+        || path.starts_with("/v1/")
+        || path == routes::health::HEALTHZ
+        || path == routes::health::READYZ
+}
+
+/// `Cache-Control: no-store` on the responses of [`never_cached`] paths, whatever answered:
+/// a handler, an extractor's problem, a layer's 413, the 404 and 405 fallbacks. Outermost of
+/// the common layers, so that nothing inside can answer without it.
+async fn no_store(request: Request, next: Next) -> Response {
+    let applies = never_cached(request.uri().path());
+    let mut response = next.run(request).await;
+    if applies {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

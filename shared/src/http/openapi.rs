@@ -18,7 +18,10 @@ use crate::http::routes::{self, admin};
         title = "user-service",
         description = "Sign-up, sign-in, JWT access tokens with rotating refresh tokens, \
             revocation that takes effect at once, and admin user management. \
-            Every error is an RFC 9457 problem (`application/problem+json`) with a stable `code`.",
+            Every error is an RFC 9457 problem (`application/problem+json`) with a stable `code`. \
+            Every response under `/v1/`, success or problem, carries `Cache-Control: no-store`: \
+            tokens, profiles and errors are for one caller at one moment, and no cache may keep \
+            them. The JWKS may be cached (`max-age`).",
         license(name = "MIT"),
     ),
     paths(
@@ -49,7 +52,7 @@ use crate::http::routes::{self, admin};
         docs,
     ),
     components(schemas(crate::http::error::Problem)),
-    modifiers(&BearerAuth, &OptionalLogoutBody),
+    modifiers(&BearerAuth, &OptionalLogoutBody, &NoStoreHeader),
     tags(
         (name = "auth", description = "Registration, login, token refresh and logout"),
         (name = "users", description = "The caller's own account"),
@@ -99,6 +102,55 @@ impl Modify for OptionalLogoutBody {
             .and_then(|operation| operation.request_body.as_mut());
         if let Some(RefOr::T(body)) = body {
             body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
+
+/// The `Cache-Control: no-store` of every `/v1/` response (see [`crate::http::NO_STORE`]):
+/// one `NoStore` header component, referenced from each response of each `/v1/` operation.
+struct NoStoreHeader;
+
+impl Modify for NoStoreHeader {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
+        const NAME: &str = "NoStore";
+        let header = HeaderBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([crate::http::NO_STORE])),
+            ))
+            .description(Some(
+                "Every response under `/v1/` is `no-store`: no cache may keep it.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .headers
+            .insert(NAME.to_owned(), RefOr::T(header));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response.headers.insert(
+                            "Cache-Control".to_owned(),
+                            RefOr::Ref(Ref::new(format!("#/components/headers/{NAME}"))),
+                        );
+                    }
+                }
+            }
         }
     }
 }

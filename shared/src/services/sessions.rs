@@ -159,6 +159,13 @@ impl Sessions {
         }
     }
 
+    /// Readies [`login`](Self::login) ahead of the first request: builds the dummy hash
+    /// that unknown emails are checked against, so that the first one costs no more than a
+    /// known one (a login function's init).
+    pub async fn prepare_login(&self) -> Result<(), SessionError> {
+        Ok(self.parts.hasher.prepare_dummy().await?)
+    }
+
     /// Trades an email and a password for a new session's tokens (the order of the
     /// checks is [`super::credentials`]'s protocol); the session remembers `ip` and
     /// `user_agent` (the `User-Agent` header) for the list of sessions.

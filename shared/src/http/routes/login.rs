@@ -23,6 +23,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route(PATH, post(login))
 }
 
+/// The login function's init (see [`crate::lambda::run_with_init`]): the dummy hash is
+/// built before the first request, so that the first login of an unknown email answers as
+/// fast as one of a known email.
+pub fn init(state: AppState) -> futures::future::BoxFuture<'static, anyhow::Result<()>> {
+    Box::pin(async move {
+        state
+            .sessions
+            .prepare_login()
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing the login: {e}"))
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {

@@ -176,8 +176,9 @@ mod tests {
             let main = functions.join(endpoint.function).join("src/main.rs");
             let source = std::fs::read_to_string(&main).expect("main.rs");
             assert!(
-                source.contains("user_service::lambda::run("),
-                "{} must only call lambda::run",
+                source.contains("user_service::lambda::run(")
+                    || source.contains("user_service::lambda::run_with_init("),
+                "{} must only call lambda::run (or run_with_init)",
                 main.display()
             );
         }

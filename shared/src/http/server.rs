@@ -1,0 +1,310 @@
+//! The local server's connections: HTTP/1.1 over hyper with the limits a server on an open
+//! network needs, which `axum::serve` does not set (it has no timer, so hyper's header-read
+//! timeout never runs, and it accepts without limit). Never used on Lambda, where API
+//! Gateway holds the client connections.
+//!
+//! - **Header-read timeout** (`HTTP_HEADER_READ_TIMEOUT_SECONDS`): a request's head (request
+//!   line and headers) must arrive whole within this time, counted from the connection's
+//!   start for its first request and from the first byte of each later one. A client that
+//!   trickles its headers (slowloris) is disconnected at the deadline, however steadily it
+//!   sends.
+//! - **Idle timeout** (`HTTP_IDLE_TIMEOUT_SECONDS`): a kept-alive connection with no request
+//!   in flight is closed this long after its last response.
+//! - **Connection cap** (`HTTP_MAX_CONNECTIONS`): at most this many connections are open at
+//!   once; past it the server stops accepting, so further clients wait in the listen backlog
+//!   until a connection closes (or their connect times out), and those already in are served
+//!   as before.
+//!
+//! Why the two timeouts are kept here rather than by hyper alone: hyper's own
+//! `header_read_timeout` also runs while a kept-alive connection waits for its next request,
+//! so it cannot tell a slow head from an idle connection, and it has no idle timeout of its
+//! own. Here each connection knows its phase (waiting for a head, serving, idle: see
+//! [`Phase`]) and the deadline that phase has.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use crate::config::HttpServerConfig;
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting, lets
+/// every connection finish the request it is serving, and returns when all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: HttpServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let connections = TaskTracker::new();
+    let (stop, stopping) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        // A free slot before the next accept: past the cap, clients wait in the backlog.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.map_err(io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let stopping = stopping.clone();
+        connections.spawn(async move {
+            serve_connection(stream, peer, router, config, stopping).await;
+            drop(slot);
+        });
+    }
+    stop.send_replace(true);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// An accept that failed: the client's own trouble (it reset or gave up) is skipped; any
+/// other error (out of file descriptors above all) is logged and the loop pauses a moment,
+/// rather than spinning, before it tries again.
+async fn accept_failed(e: io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed; retrying in 1 s");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
+/// What a connection is doing, which decides its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a request's head to arrive whole, since this instant (the connection's
+    /// start, or the first byte after an idle wait): the header-read timeout runs.
+    Head(Instant),
+    /// This many requests are being handled: no deadline (the handlers bound their own work).
+    Busy(usize),
+    /// Its last response went at this instant and nothing has arrived since: the idle
+    /// timeout runs.
+    Idle(Instant),
+}
+
+impl Phase {
+    fn request_started(self) -> Self {
+        match self {
+            Self::Busy(n) => Self::Busy(n + 1),
+            Self::Head(_) | Self::Idle(_) => Self::Busy(1),
+        }
+    }
+
+    fn request_done(self) -> Self {
+        match self {
+            Self::Busy(n) if n > 1 => Self::Busy(n - 1),
+            _ => Self::Idle(Instant::now()),
+        }
+    }
+
+    fn deadline(self, config: &HttpServerConfig) -> Option<Instant> {
+        match self {
+            Self::Head(since) => Some(since + config.header_read_timeout),
+            Self::Busy(_) => None,
+            Self::Idle(since) => Some(since + config.idle_timeout),
+        }
+    }
+}
+
+/// One connection until it closes: hyper serves it, this enforces its deadlines.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    config: HttpServerConfig,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (phase, mut phases) = watch::channel(Phase::Head(Instant::now()));
+    let phase = Arc::new(phase);
+    let io = TokioIo::new(Watched {
+        stream,
+        phase: Arc::clone(&phase),
+    });
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        phase.send_modify(|p| *p = p.request_started());
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = router.clone().oneshot(request);
+        let phase = Arc::clone(&phase);
+        async move {
+            let response = response.await;
+            phase.send_modify(|p| *p = p.request_done());
+            response
+        }
+    });
+    let mut connection =
+        pin!(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+    let mut closing = false;
+    loop {
+        let current = *phases.borrow_and_update();
+        // Once closing, an idle connection ends on hyper's next poll: no deadline to wait for.
+        let deadline = match current {
+            Phase::Idle(_) if closing => None,
+            _ => current.deadline(&config),
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            // A new phase, a new deadline.
+            Ok(()) = phases.changed() => {}
+            () = sleep_until(deadline) => match current {
+                // Dropping the connection closes the socket: nothing is owed to a client
+                // that has not sent a whole request.
+                Phase::Head(_) => {
+                    tracing::info!(%peer, "request head not received within the header-read timeout; connection closed");
+                    return;
+                }
+                Phase::Idle(_) => {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                Phase::Busy(_) => {}
+            },
+            // The server's stop signal (it only ever turns true).
+            Ok(()) = stopping.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The connection's socket, telling its [`Phase`] when the first bytes of a request arrive
+/// on an idle connection (the header-read timeout starts then).
+struct Watched {
+    stream: TcpStream,
+    phase: Arc<watch::Sender<Phase>>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.phase.send_if_modified(|phase| match phase {
+                Phase::Idle(_) => {
+                    *phase = Phase::Head(Instant::now());
+                    true
+                }
+                Phase::Head(_) | Phase::Busy(_) => false,
+            });
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> HttpServerConfig {
+        HttpServerConfig {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4,
+        }
+    }
+
+    #[test]
+    fn each_phase_has_its_deadline() {
+        let now = Instant::now();
+        let config = config();
+        assert_eq!(
+            Phase::Head(now).deadline(&config),
+            Some(now + Duration::from_secs(10))
+        );
+        assert_eq!(
+            Phase::Idle(now).deadline(&config),
+            Some(now + Duration::from_secs(75))
+        );
+        assert_eq!(Phase::Busy(1).deadline(&config), None);
+    }
+
+    #[test]
+    fn a_connection_is_idle_only_when_its_last_request_is_done() {
+        let phase = Phase::Head(Instant::now())
+            .request_started()
+            .request_started();
+        assert_eq!(phase, Phase::Busy(2));
+        assert_eq!(phase.request_done(), Phase::Busy(1));
+        assert!(matches!(
+            phase.request_done().request_done(),
+            Phase::Idle(_)
+        ));
+    }
+}
