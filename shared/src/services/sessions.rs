@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 use super::credentials::{CheckError, Credentials, Purpose};
 use super::{DependencyError, dependency_errors, new_opaque_token};
