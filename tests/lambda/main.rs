@@ -12,6 +12,7 @@
 mod admin;
 mod auth;
 mod authorizer;
+mod email;
 mod me;
 mod public;
 mod runtime;

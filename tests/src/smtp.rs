@@ -335,7 +335,11 @@ impl Handler for Collector {
             return response::OK;
         }
         if self.inbox.take_refusal() {
-            return Response::custom(451, "4.3.0 Try again later (test refusal)".into());
+            // mailin stays in its DATA state after an error reply here: close the
+            // connection, so the client's retry starts a clean session.
+            let mut refusal = Response::custom(451, "4.3.0 Try again later (test refusal)".into());
+            refusal.action = Action::Close;
+            return refusal;
         }
         self.inbox.push(ReceivedMail {
             from: std::mem::take(&mut self.from),
