@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use user_service_tests::smtp::unreachable_smtp_url;
 use user_service_tests::test_app::unique_admin_email;
 use user_service_tests::{
     ReceivedMail, SmtpServer, TestApp, TestAppBuilder, TestUser, assert_problem, eventually,
@@ -39,12 +40,7 @@ const RESEND_PATH: &str = "/v1/users/me/email/verification";
 
 async fn spawn_with(builder: TestAppBuilder) -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
-    let app = builder
-        .env("SMTP_URL", smtp.url())
-        .env("SMTP_FROM", "no-reply@example.test")
-        .env("PUBLIC_BASE_URL", BASE_URL)
-        .spawn()
-        .await;
+    let app = builder.mail_to(&smtp, BASE_URL).spawn().await;
     (app, smtp)
 }
 
@@ -62,17 +58,8 @@ async fn spawn_with_admin(builder: TestAppBuilder) -> (TestApp, SmtpServer, Test
 
 /// The token of the link to `page` in `mail` (in the text and, the same, in the HTML).
 fn token_in(mail: &ReceivedMail, page: &str) -> String {
-    let text = mail.text();
     let prefix = format!("{BASE_URL}{page}?token=");
-    let start = text
-        .find(&prefix)
-        .unwrap_or_else(|| panic!("no link {prefix}… in the email text:\n{text}"))
-        + prefix.len();
-    let token: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    assert_eq!(token.len(), 43, "a 256-bit base64url token: {token:?}");
+    let token = mail.link_token(&prefix);
     // The HTML escapes `/` as `&#x2f;` (valid in an attribute and in text alike).
     let html = mail.html().replace("&#x2f;", "/");
     assert!(
@@ -131,9 +118,7 @@ async fn reset_token(app: &TestApp, smtp: &SmtpServer, email: &str, n: usize) ->
     )
     .await;
     let mails = smtp.wait_for_about(email, RESET_LINK, n, MAIL_WAIT).await;
-    let text = mails[n - 1].text();
-    let at = text.find("token=").expect("a link with a token") + "token=".len();
-    text[at..].chars().take(43).collect()
+    mails[n - 1].link_token(&format!("{BASE_URL}/reset-password?token="))
 }
 
 async fn reset(app: &TestApp, token: &str, password: &str) -> Response {
@@ -142,6 +127,16 @@ async fn reset(app: &TestApp, token: &str, password: &str) -> Response {
         &json!({ "token": token, "password": password }),
     )
     .await
+}
+
+/// Asserts that the reset link with `token` no longer works.
+async fn assert_dead_reset_link(app: &TestApp, token: &str) {
+    assert_problem(
+        reset(app, token, &strong_password()).await,
+        400,
+        "invalid_token",
+    )
+    .await;
 }
 
 /// The caller's account as GET /me shows it.
@@ -321,12 +316,7 @@ async fn an_email_change_waits_for_the_link_to_the_new_address() {
     let done = notice(&smtp, &user.email, CHANGED).await;
     assert!(done.text().contains(&new_email), "{}", done.text());
     assert!(smtp.messages_about(&new_email, CHANGED).is_empty());
-    assert_problem(
-        reset(&app, &old_reset, &strong_password()).await,
-        400,
-        "invalid_token",
-    )
-    .await;
+    assert_dead_reset_link(&app, &old_reset).await;
     // Login follows the email; the old one is free again.
     app.login_ok(&new_email, &user.password).await;
     assert_problem(
@@ -658,12 +648,7 @@ async fn reset_links_die_with_a_password_change_a_disable_and_a_delete() {
         204,
     )
     .await;
-    assert_problem(
-        reset(&app, &token, &strong_password()).await,
-        400,
-        "invalid_token",
-    )
-    .await;
+    assert_dead_reset_link(&app, &token).await;
 
     // Disabled, then enabled again: the link asked for before stays dead.
     let token = reset_token(&app, &smtp, &user.email, 2).await;
@@ -675,23 +660,13 @@ async fn reset_links_die_with_a_password_change_a_disable_and_a_delete() {
         )
         .await;
     }
-    assert_problem(
-        reset(&app, &token, &strong_password()).await,
-        400,
-        "invalid_token",
-    )
-    .await;
+    assert_dead_reset_link(&app, &token).await;
 
     let token = reset_token(&app, &smtp, &user.email, 3).await;
     expect_status(app.admin_delete(admin_token, &user.id).await, 204).await;
     // Even once the email is registered again.
     app.register_ok(&user.email, &strong_password()).await;
-    assert_problem(
-        reset(&app, &token, &strong_password()).await,
-        400,
-        "invalid_token",
-    )
-    .await;
+    assert_dead_reset_link(&app, &token).await;
 }
 
 // ----- notices -----
@@ -716,13 +691,8 @@ async fn a_password_change_and_a_reset_send_notices_without_a_token() {
 
 #[tokio::test]
 async fn a_mail_outage_neither_fails_nor_undoes_a_change() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let app = TestApp::builder()
-        .env("SMTP_URL", format!("smtp://127.0.0.1:{port}"))
+        .env("SMTP_URL", unreachable_smtp_url())
         .spawn()
         .await;
     let user = app.new_user().await;

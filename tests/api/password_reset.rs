@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::join_all;
 use reqwest::Response;
 use serde_json::json;
+use user_service_tests::smtp::unreachable_smtp_url;
 use user_service_tests::test_app::unique_admin_email;
 use user_service_tests::{
     ReceivedMail, SmtpServer, TestApp, TestAppBuilder, assert_problem, expect_json, expect_status,
@@ -69,21 +70,7 @@ async fn reset(app: &TestApp, token: &str, password: &str) -> Response {
 
 /// The token of the reset link in `mail`: `BASE_URL/reset-password?token=<43 base64url>`.
 fn token_in(mail: &ReceivedMail) -> String {
-    let text = mail.text();
-    let prefix = format!("{BASE_URL}/reset-password?token=");
-    let start = text
-        .find(&prefix)
-        .unwrap_or_else(|| panic!("no link {prefix}… in the email text:\n{text}"))
-        + prefix.len();
-    let token: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    assert_eq!(
-        token.len(),
-        43,
-        "a 256-bit base64url token: {token:?} in\n{text}"
-    );
+    let token = mail.link_token(&format!("{BASE_URL}/reset-password?token="));
     let bytes = URL_SAFE_NO_PAD.decode(&token).expect("base64url");
     assert_eq!(bytes.len(), 32, "256 bits");
     token
@@ -256,13 +243,8 @@ async fn a_refused_delivery_is_retried_and_the_request_does_not_wait_for_it() {
 
 #[tokio::test]
 async fn an_unreachable_mail_server_neither_fails_nor_delays_the_request() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let app = TestApp::builder()
-        .env("SMTP_URL", format!("smtp://127.0.0.1:{port}"))
+        .env("SMTP_URL", unreachable_smtp_url())
         .spawn()
         .await;
     let user = app.new_user().await;

@@ -252,29 +252,13 @@ async fn spawn_with_smtp() -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
     // The reset emails only (not the verification link of each registration, nor notices).
     smtp.keep_only("Reset your password");
-    let app = TestApp::builder()
-        .env("SMTP_URL", smtp.url())
-        .env("SMTP_FROM", "no-reply@example.test")
-        .env("PUBLIC_BASE_URL", BASE_URL)
-        .spawn()
-        .await;
+    let app = TestApp::builder().mail_to(&smtp, BASE_URL).spawn().await;
     (app, smtp)
 }
 
 /// The token of the reset link in `mail`.
 fn token_in(mail: &ReceivedMail) -> String {
-    let text = mail.text();
-    let prefix = format!("{BASE_URL}/reset-password?token=");
-    let start = text
-        .find(&prefix)
-        .unwrap_or_else(|| panic!("no link {prefix}… in the email:\n{text}"))
-        + prefix.len();
-    let token: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    assert_eq!(token.len(), 43, "{token:?}");
-    token
+    mail.link_token(&format!("{BASE_URL}/reset-password?token="))
 }
 
 #[tokio::test]

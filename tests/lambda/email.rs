@@ -16,24 +16,13 @@ const MAIL_WAIT: Duration = Duration::from_secs(15);
 /// A deployment sending its email to a fresh SMTP server, with links under [`BASE_URL`].
 async fn spawn_with_smtp() -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
-    let app = TestApp::builder()
-        .env("SMTP_URL", smtp.url())
-        .env("SMTP_FROM", "no-reply@example.test")
-        .env("PUBLIC_BASE_URL", BASE_URL)
-        .spawn()
-        .await;
+    let app = TestApp::builder().mail_to(&smtp, BASE_URL).spawn().await;
     (app, smtp)
 }
 
 /// The token of the `/verify-email` link in `mail`.
 fn token_in(mail: &ReceivedMail) -> String {
-    let text = mail.text();
-    let prefix = format!("{BASE_URL}/verify-email?token=");
-    let start = text
-        .find(&prefix)
-        .unwrap_or_else(|| panic!("no link {prefix}… in the email:\n{text}"))
-        + prefix.len();
-    text[start..].chars().take(43).collect()
+    mail.link_token(&format!("{BASE_URL}/verify-email?token="))
 }
 
 #[tokio::test]

@@ -57,30 +57,57 @@ impl ReceivedMail {
 
     /// The decoded body of the first `text/html` part; panics if there is none.
     pub fn html(&self) -> String {
-        fn find(part: &mailparse::ParsedMail<'_>) -> Option<String> {
-            if part.subparts.is_empty() {
-                return (part.ctype.mimetype == "text/html")
-                    .then(|| part.get_body().expect("decodable html part"));
-            }
-            part.subparts.iter().find_map(find)
-        }
-        find(&self.parsed())
-            .unwrap_or_else(|| panic!("no text/html part in the message: {}", self.raw()))
+        self.part("text/html")
     }
 
     /// The decoded body of the first `text/plain` part (the whole body if that is the
     /// message itself); panics if there is none.
     pub fn text(&self) -> String {
-        fn find(part: &mailparse::ParsedMail<'_>) -> Option<String> {
-            if part.subparts.is_empty() {
-                return (part.ctype.mimetype == "text/plain")
-                    .then(|| part.get_body().expect("decodable text part"));
-            }
-            part.subparts.iter().find_map(find)
-        }
-        find(&self.parsed())
-            .unwrap_or_else(|| panic!("no text/plain part in the message: {}", self.raw()))
+        self.part("text/plain")
     }
+
+    /// The token of the link `prefix<token>` in the text (`https://…/verify-email?token=`):
+    /// 43 base64url characters (256 bits); panics if there is none.
+    pub fn link_token(&self, prefix: &str) -> String {
+        let text = self.text();
+        let start = text
+            .find(prefix)
+            .unwrap_or_else(|| panic!("no link {prefix}… in the email text:\n{text}"))
+            + prefix.len();
+        let token: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        assert_eq!(
+            token.len(),
+            43,
+            "a 256-bit base64url token: {token:?} in\n{text}"
+        );
+        token
+    }
+
+    /// The decoded body of the first leaf part of type `mimetype`.
+    fn part(&self, mimetype: &str) -> String {
+        fn find(part: &mailparse::ParsedMail<'_>, mimetype: &str) -> Option<String> {
+            if part.subparts.is_empty() {
+                return (part.ctype.mimetype == mimetype)
+                    .then(|| part.get_body().expect("a decodable part"));
+            }
+            part.subparts.iter().find_map(|p| find(p, mimetype))
+        }
+        find(&self.parsed(), mimetype)
+            .unwrap_or_else(|| panic!("no {mimetype} part in the message: {}", self.raw()))
+    }
+}
+
+/// An `SMTP_URL` where nothing listens (a port that was free a moment ago): a mail server
+/// that is down.
+pub fn unreachable_smtp_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    format!("smtp://127.0.0.1:{port}")
 }
 
 /// What the connections share: the accepted messages and who waits for them.

@@ -679,6 +679,14 @@ pub fn unique_admin_email() -> String {
 }
 
 impl TestAppBuilder {
+    /// Sends the deployment's email to `smtp` (from `no-reply@example.test`), with links
+    /// under `base_url` (`PUBLIC_BASE_URL`).
+    pub fn mail_to(self, smtp: &crate::SmtpServer, base_url: &str) -> Self {
+        self.env("SMTP_URL", smtp.url())
+            .env("SMTP_FROM", "no-reply@example.test")
+            .env("PUBLIC_BASE_URL", base_url)
+    }
+
     /// Sets `BOOTSTRAP_ADMIN_EMAIL` and `BOOTSTRAP_ADMIN_PASSWORD`.
     pub fn bootstrap_admin(self, email: &str, password: &str) -> Self {
         self.env("BOOTSTRAP_ADMIN_EMAIL", email)
