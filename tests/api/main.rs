@@ -1,4 +1,4 @@
-//! Integration tests of user-service, against the HTTP contract (`api-contract.md`), with a
+//! Integration tests of user-service, against the HTTP contract (the OpenAPI document), with a
 //! real Postgres and Redis. All of them compile into this one binary; the helpers are in the
 //! `user_service_tests` library (`tests/src`). Every test starts its own app (see
 //! `TestApp`), so they are independent and run in parallel.
