@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::routing::patch;
 use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 use super::{USER, user_id};
 use crate::domain::{Role, User};
@@ -43,7 +44,24 @@ struct UpdateUserRequest {
     /// `false` removes the user's two-factor login (a lost phone); `true` is 400
     /// `validation_failed` (only the user can turn it on).
     #[serde(default)]
+    #[schema(schema_with = mfa_off_field)]
     mfa_enabled: Option<bool>,
+}
+
+/// `mfa_enabled` of an admin's change: `false` or `null` only (an admin can remove a second
+/// factor, never add one).
+fn mfa_off_field() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+        .enum_values(Some([
+            serde_json::Value::Bool(false),
+            serde_json::Value::Null,
+        ]))
+        .description(Some(
+            "`false` removes the user's two-factor login (a lost phone); `true` is 400 \
+             `validation_failed`: only the user can turn it on.",
+        ))
+        .build()
 }
 
 #[utoipa::path(
