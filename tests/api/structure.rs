@@ -27,7 +27,12 @@ fn layer(module: &str) -> Option<u8> {
 }
 
 fn source_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/src")
+    // The workspace root is the tests crate's parent; the core library is its `shared` member.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .join("shared")
+        .join("src")
 }
 
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
