@@ -20,6 +20,13 @@ The checks (the issue each one keeps fixed is named in its docstring):
   has MAIL_BACKEND=ses, SMTP_FROM, PUBLIC_BASE_URL, SendEmail/SendRawEmail on the MailFrom
   identity only (with MailFrom; no SES grant without) and a security group the SES endpoint
   admits; no other function has any SES grant or MAIL_BACKEND=ses;
+- the TOTP encryption keys (MfaKeysSecret): exactly mfa-setup, mfa-confirm, mfa-disable and
+  login-mfa have MFA_KEYS_SECRET_ARN and a grant on the secret, no other role has one (nor a
+  secretsmanager grant on "*"); its first value is generated, with "current" naming that key;
+- ADMIN_REQUIRES_MFA reaches the authorizer and every admin route's function (ENDPOINTS
+  with Access::Admin), and no other function;
+- every secret of the template is one the CloudFormation execution role of
+  deploy/bootstrap.yaml may create;
 - the RDS log exports go to a log group of this stack, with a retention; a major version
   parameter comes with AllowMajorVersionUpgrade;
 - CORS allows and exposes the request-id header the service reads and echoes;
@@ -486,6 +493,155 @@ class Checks:
             if not set(groups) & admitted:
                 self.fail(f"{name}: none of its security groups {groups} may reach the SES endpoint on 443")
 
+    # secrets ------------------------------------------------------------------------------------
+    MFA_KEYS_SECRET = "MfaKeysSecret"
+    # The functions whose code reads the TOTP encryption keys: mfa-setup encrypts a new TOTP
+    # secret, the others decrypt stored ones to check a code.
+    MFA_KEY_READERS = {"mfa-setup", "mfa-confirm", "mfa-disable", "login-mfa"}
+    SECRET_READ_ACTIONS = {"secretsmanager:getsecretvalue", "secretsmanager:*", "*"}
+
+    def functions_by_crate(self, resources: dict) -> dict[str, str]:
+        """{crate under functions/: logical id of its AWS::Lambda::Function}."""
+        functions = {}
+        for name, res in resources.items():
+            if res["Type"] == "AWS::Lambda::Function":
+                key = res["Properties"].get("Code", {}).get("S3Key", "")
+                m = re.fullmatch(r"functions/([\w-]+)\.zip", str(key))
+                if m:
+                    functions[m.group(1)] = name
+        return functions
+
+    @staticmethod
+    def policy_documents(resources: dict, role: str) -> list[tuple[str, dict]]:
+        """The policy documents that apply to `role`: its inline policies, the template's
+        managed policies it attaches, and the AWS::IAM::Policy / ManagedPolicy resources
+        that name it in Roles."""
+        docs = []
+        props = resources[role]["Properties"]
+        for policy in props.get("Policies", []):
+            docs.append((f"inline policy {policy.get('PolicyName')}", policy.get("PolicyDocument", {})))
+        for arn in props.get("ManagedPolicyArns", []):
+            names = ref_names(arn)
+            if names and names[0] in resources:
+                docs.append((f"managed policy {names[0]}", resources[names[0]]["Properties"].get("PolicyDocument", {})))
+        for name, res in resources.items():
+            if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and \
+                    role in ref_names(res["Properties"].get("Roles", [])):
+                docs.append((f"{res['Type']} {name}", res["Properties"].get("PolicyDocument", {})))
+        return docs
+
+    def secret_grants(self, resources: dict, role: str, secret: str) -> list[str]:
+        """Where `role` may read `secret`: an Allow of GetSecretValue (or secretsmanager:*,
+        or *) on a resource that references the secret or on "*". An AWS managed policy
+        whose ARN mentions Secrets Manager counts as a grant."""
+        found = []
+        for arn in resources[role]["Properties"].get("ManagedPolicyArns", []):
+            if not (ref_names(arn) and ref_names(arn)[0] in resources) and "secretsmanager" in json.dumps(arn).lower():
+                found.append(f"managed policy {json.dumps(arn)}")
+        for where, doc in self.policy_documents(resources, role):
+            statements = doc.get("Statement", [])
+            for statement in statements if isinstance(statements, list) else [statements]:
+                if statement.get("Effect") != "Allow":
+                    continue
+                actions = statement.get("Action", [])
+                actions = {actions} if isinstance(actions, str) else set(actions)
+                if not {a.lower() for a in actions if isinstance(a, str)} & self.SECRET_READ_ACTIONS:
+                    continue
+                targets = statement.get("Resource", [])
+                targets = targets if isinstance(targets, list) else [targets]
+                for target in targets:
+                    if target == "*" or secret in references(target, set()):
+                        found.append(f"{where} ({'on *' if target == '*' else 'on ' + secret})")
+        return found
+
+    def mfa_keys(self):
+        """The TOTP secrets' encryption keys are the one secret that unlocks every account's
+        second factor: only the four functions that use them may read them or see their ARN
+        (least privilege; MFA_KEYS_SECRET_ARN is not in Globals)."""
+        secret = self.MFA_KEYS_SECRET
+        for label, overrides in (("defaults", {}),
+                                 ("with MailFrom and RDS Proxy", dict(self.MAIL_SCENARIO, UseRdsProxy="true"))):
+            resources = Scenario(self.t, overrides).resources()
+            if secret not in resources or resources[secret]["Type"] != "AWS::SecretsManager::Secret":
+                self.fail(f"no AWS::SecretsManager::Secret {secret} (the TOTP encryption keys)")
+                return
+            functions = self.functions_by_crate(resources)
+            for crate in sorted(self.MFA_KEY_READERS - set(functions)):
+                self.fail(f"functions/{crate} reads {secret} but no function of the template builds it")
+            readers_roles = {}
+            for crate, name in sorted(functions.items()):
+                props = resources[name]["Properties"]
+                where = f"{name} (functions/{crate}, {label})"
+                env = props.get("Environment", {}).get("Variables", {})
+                role_ref = props.get("Role", {})
+                role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+                if crate in self.MFA_KEY_READERS:
+                    readers_roles[role] = name
+                    if env.get("MFA_KEYS_SECRET_ARN") != {"Ref": secret}:
+                        self.fail(f"{where}: MFA_KEYS_SECRET_ARN is {env.get('MFA_KEYS_SECRET_ARN')!r}, not !Ref {secret}")
+                    if role not in resources or not self.secret_grants(resources, role, secret):
+                        self.fail(f"{where}: no GetSecretValue on {secret} (it could not read the TOTP keys)")
+                else:
+                    named = sorted(k for k, v in env.items() if secret in references(v, set()))
+                    if named:
+                        self.fail(f"{where}: {', '.join(named)} names {secret}, which it never reads")
+            for role, res in sorted(resources.items()):
+                if res["Type"] != "AWS::IAM::Role" or role in readers_roles:
+                    continue
+                for grant in self.secret_grants(resources, role, secret):
+                    self.fail(f"{role} ({label}): may read {secret} through {grant}; only "
+                              f"{', '.join(sorted(self.MFA_KEY_READERS))} may")
+        # The first value: generated (never key material in the template, and so in every
+        # change set), with "current" naming the generated key.
+        props = self.t["Resources"][secret]["Properties"]
+        generate = props.get("GenerateSecretString")
+        if "SecretString" in props or not generate:
+            self.fail(f"{secret}: its value must be generated (GenerateSecretString), not written in the template")
+        else:
+            try:
+                current = json.loads(generate.get("SecretStringTemplate", "{}")).get("current")
+            except ValueError:
+                current = None
+            if current != generate.get("GenerateStringKey"):
+                self.fail(f"{secret}: \"current\" in SecretStringTemplate ({current!r}) is not the generated "
+                          f"key {generate.get('GenerateStringKey')!r}")
+        self.notes.append(f"{secret}: MFA_KEYS_SECRET_ARN and GetSecretValue on exactly "
+                          f"{', '.join(sorted(self.MFA_KEY_READERS))}; no other role may read it")
+
+    def admin_requires_mfa(self):
+        """An admin function without ADMIN_REQUIRES_MFA would accept the tokens the authorizer
+        refuses (the functions verify the bearer token themselves when a request has no
+        authorizer context)."""
+        source = (ROOT / "shared/src/http/routes/mod.rs").read_text()
+        admin = set(re.findall(r'Endpoint\s*\{\s*function:\s*"([^"]+)"[^}]*access:\s*Access::Admin\b', source))
+        if not admin:
+            self.fail("shared/src/http/routes/mod.rs: no Access::Admin endpoint found (update scripts/template_checks.py)")
+            return
+        expected = admin | {"authorizer"}
+        resources = Scenario(self.t).resources()
+        functions = self.functions_by_crate(resources)
+        for crate in sorted(expected - set(functions)):
+            self.fail(f"functions/{crate}: no function of the template builds it")
+        for crate, name in sorted(functions.items()):
+            env = resources[name]["Properties"].get("Environment", {}).get("Variables", {})
+            value = env.get("ADMIN_REQUIRES_MFA")
+            if crate in expected and value != {"Ref": "AdminRequiresMfa"}:
+                self.fail(f"{name} (functions/{crate}): ADMIN_REQUIRES_MFA is {value!r}, not !Ref AdminRequiresMfa")
+            elif crate not in expected and value is not None:
+                self.fail(f"{name} (functions/{crate}): ADMIN_REQUIRES_MFA set on a function without an admin route")
+        self.notes.append(f"ADMIN_REQUIRES_MFA on the authorizer and the {len(admin)} admin functions only")
+
+    def bootstrap_secrets(self):
+        """A new secret failed the deploy: the CloudFormation execution role
+        (deploy/bootstrap.yaml) may create only the secrets it names, by logical id."""
+        text = (ROOT / "deploy/bootstrap.yaml").read_text()
+        secrets = sorted(n for n, r in self.t["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret")
+        for name in secrets:
+            if f":secret:{name}-*" not in text:
+                self.fail(f"{name}: deploy/bootstrap.yaml's execution role has no secretsmanager grant on "
+                          f"secret:{name}-* (CloudFormation could not create it)")
+        self.notes.append(f"deploy/bootstrap.yaml's execution role may create the template's secrets ({', '.join(secrets)})")
+
     # data ---------------------------------------------------------------------------------------
     def database(self):
         """The RDS log group had no retention; a PostgresVersion change failed."""
@@ -656,6 +812,9 @@ class Checks:
         self.vpc_cidr()
         self.endpoints()
         self.mail_senders()
+        self.mfa_keys()
+        self.admin_requires_mfa()
+        self.bootstrap_secrets()
         self.database()
         self.cors()
         self.timeouts()

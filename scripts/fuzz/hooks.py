@@ -24,9 +24,9 @@ Rules a JSON Schema cannot state. `positive_data_acceptance` (ST202) expects eve
 schema-valid request to be accepted. Some of the service's rules are not expressible in the
 document: the email syntax (RFC 5322 dot-atom local part, two or more domain labels, ...), the
 password policy (zxcvbn strength, the breached-password list, the email's local part), the
-validity of a reset token and the authenticity of a pagination cursor. Their refusals are
-documented 400s with their own codes, so a 400 `invalid_email`, `weak_password` or
-`invalid_token`, or a 400 `malformed_request` for a request that carries a `cursor`, is not a
+validity of a reset token or of a two-factor code, and the authenticity of a pagination
+cursor. Their refusals are documented 400s with their own codes, so a 400 `invalid_email`,
+`weak_password`, `invalid_token` or `invalid_mfa_code`, or a 400 `malformed_request` for a request that carries a `cursor`, is not a
 finding there. Any other 400 for schema-valid input (`malformed_request` for a well-formed
 body, `validation_failed` for a value the document allows) still fails the run: that is the
 document and the service disagreeing.
@@ -108,7 +108,7 @@ def before_call(context, case, kwargs):
 
 
 # Problem codes of rules that the document cannot express (see the module's doc).
-UNEXPRESSIBLE_RULES = frozenset({"invalid_email", "weak_password", "invalid_token"})
+UNEXPRESSIBLE_RULES = frozenset({"invalid_email", "weak_password", "invalid_token", "invalid_mfa_code"})
 
 
 @schemathesis.hook

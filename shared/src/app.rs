@@ -17,6 +17,7 @@ use crate::auth::authorizer::Authorizer;
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::key_secret::SecretsManagerKeys;
 use crate::auth::keys::{KeyRing, KeySet, PemFile};
+use crate::auth::mfa_keys::MfaKeys;
 use crate::auth::revocation::Revocations;
 use crate::auth::rules::RouteRules;
 use crate::auth::tokens::AccessTokens;
@@ -28,10 +29,11 @@ use crate::limits::Limits;
 use crate::mail::Mailer;
 use crate::profiles::Profiles;
 use crate::redis_store::Cache;
-use crate::secrets::SecretsManager;
+use crate::secrets::{CachedSecret, SecretsManager};
 use crate::services::accounts::{AccountParts, AccountSettings, Creator};
 use crate::services::credentials::Credentials;
 use crate::services::outbox::Outbox;
+use crate::services::second_factor::SecondFactors;
 use crate::services::sessions::{SessionParts, SessionSettings};
 use crate::services::{AccountError, Accounts, Sessions};
 
@@ -132,6 +134,15 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
         audit: audit.clone(),
         outbox: outbox.clone(),
     };
+    let mfa_keys = match &config.mfa.keys_secret_arn {
+        Some(arn) => MfaKeys::secret(CachedSecret::new(
+            SecretsManager::from_config(config),
+            arn,
+            config.secrets_refresh,
+        )),
+        None => MfaKeys::file(&config.mfa.key_file),
+    };
+    let second_factors = SecondFactors::new(db.clone(), mfa_keys);
     let accounts = Accounts::new(AccountParts {
         db: db.clone(),
         hasher: hasher.clone(),
@@ -142,10 +153,12 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
         outbox,
         audit: audit.clone(),
         background: background.clone(),
+        second_factors: second_factors.clone(),
         settings: AccountSettings {
             public_base_url: config.public_base_url.clone(),
             password_reset_ttl: config.password_reset_ttl,
             email_verification_ttl: config.email_verification_ttl,
+            mfa_issuer: config.mfa.issuer.clone(),
         },
     });
     let sessions = Sessions::new(SessionParts {
@@ -154,6 +167,7 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
         credentials,
         tokens: tokens.clone(),
         revocations: revocations.clone(),
+        second_factors,
         audit: audit.clone(),
         background: background.clone(),
         settings: SessionSettings {
@@ -172,6 +186,9 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
         background,
         client_ip: http::state::ClientIpSource {
             trust_forwarded_for: config.trust_forwarded_for,
+        },
+        admin_policy: http::state::AdminPolicy {
+            requires_second_factor: config.admin_requires_mfa,
         },
     })
 }

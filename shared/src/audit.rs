@@ -84,6 +84,15 @@ pub enum AuditKind {
     /// A caller without the admin role refused an admin operation (403); `changes` names
     /// the operation (`GET /v1/admin/users`).
     AdminAccessDenied,
+    /// The caller began a two-factor set-up (a pending secret; nothing is on yet).
+    MfaSetupStarted,
+    /// Two-factor login turned on with a first code (`wrong_code` when refused).
+    MfaEnabled,
+    /// Two-factor login turned off by the user (`wrong_code` when refused).
+    MfaDisabled,
+    /// The second step of a two-factor login (`wrong_code`, `invalid_mfa_token`,
+    /// `account_locked`; `recovery_code` when a recovery code was spent).
+    LoginSecondFactor,
 }
 
 impl AuditKind {
@@ -110,6 +119,10 @@ impl AuditKind {
             Self::EmailChanged => "email_changed",
             Self::SessionDeleted => "session_deleted",
             Self::AdminAccessDenied => "admin_access_denied",
+            Self::MfaSetupStarted => "mfa_setup_started",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::LoginSecondFactor => "login_second_factor",
         }
     }
 }
@@ -180,6 +193,20 @@ pub enum AuditReason {
     PendingEmailChangeCancelled,
     /// The caller's role is not admin.
     NotAdmin,
+    /// The right password to an account with two-factor login: no session yet, an
+    /// `mfa_token` for the second step.
+    SecondFactorRequired,
+    /// A wrong or replayed TOTP or recovery code.
+    WrongCode,
+    /// The fifth wrong code: the `mfa_token` is spent.
+    AttemptsExhausted,
+    /// An unknown, expired or spent `mfa_token`.
+    InvalidMfaToken,
+    /// The second factor was a recovery code (now spent).
+    RecoveryCode,
+    /// The caller's session passed no second factor and the route asks for one
+    /// (`ADMIN_REQUIRES_MFA`).
+    SecondFactorMissing,
 }
 
 impl AuditReason {
@@ -214,6 +241,12 @@ impl AuditReason {
             Self::AlreadyVerified => "already_verified",
             Self::PendingEmailChangeCancelled => "pending_email_change_cancelled",
             Self::NotAdmin => "not_admin",
+            Self::SecondFactorRequired => "second_factor_required",
+            Self::WrongCode => "wrong_code",
+            Self::AttemptsExhausted => "attempts_exhausted",
+            Self::InvalidMfaToken => "invalid_mfa_token",
+            Self::RecoveryCode => "recovery_code",
+            Self::SecondFactorMissing => "second_factor_missing",
         }
     }
 }
@@ -399,6 +432,10 @@ mod tests {
             K::EmailChanged,
             K::SessionDeleted,
             K::AdminAccessDenied,
+            K::MfaSetupStarted,
+            K::MfaEnabled,
+            K::MfaDisabled,
+            K::LoginSecondFactor,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;
@@ -431,6 +468,12 @@ mod tests {
             R::AlreadyVerified,
             R::PendingEmailChangeCancelled,
             R::NotAdmin,
+            R::SecondFactorRequired,
+            R::WrongCode,
+            R::AttemptsExhausted,
+            R::InvalidMfaToken,
+            R::RecoveryCode,
+            R::SecondFactorMissing,
         ];
         assert_eq!(schema_values::<AuditReason>(), reasons.map(R::as_str));
     }

@@ -113,6 +113,12 @@ pub struct Config {
     /// API Gateway route key to the roles allowed on it, parsed by
     /// [`crate::auth::rules::RouteRules::from_config`]; unset means this service's own rules.
     pub authorizer_route_rules: Option<String>,
+    /// The admin routes refuse access tokens of sessions opened without a second factor
+    /// (`ADMIN_REQUIRES_MFA`, default false): 403 `forbidden`, in the service and in the
+    /// authorizer's own rules.
+    pub admin_requires_mfa: bool,
+    /// Two-factor login (`MFA_*`, `ADMIN_REQUIRES_MFA`).
+    pub mfa: MfaConfig,
     /// Created as admin at start if no active admin exists (`BOOTSTRAP_ADMIN_EMAIL` and
     /// `BOOTSTRAP_ADMIN_PASSWORD`, both or neither).
     pub bootstrap_admin: Option<BootstrapAdmin>,
@@ -127,6 +133,19 @@ pub struct Config {
     /// Secrets Manager endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, else
     /// `AWS_ENDPOINT_URL`), read like the DynamoDB one. Unset: the SDK's default endpoint.
     pub secretsmanager_endpoint_url: Option<String>,
+}
+
+/// Two-factor login: where the keys that encrypt TOTP secrets are, and what the set-up shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaConfig {
+    /// The key file (`MFA_KEY_FILE`, created with mode 0600 when missing; default under the
+    /// local data directory). Ignored when `MFA_KEYS_SECRET_ARN` is set.
+    pub key_file: PathBuf,
+    /// Secrets Manager secret holding the keys (`MFA_KEYS_SECRET_ARN`), JSON
+    /// `{"current": "<id>", "<id>": "<key>", ...}`; read on first use.
+    pub keys_secret_arn: Option<String>,
+    /// The issuer an authenticator app shows (`MFA_ISSUER`, default `user-service`).
+    pub issuer: String,
 }
 
 /// The local server's connection limits (see `http::server`); Lambda functions have none
@@ -428,6 +447,14 @@ impl Config {
             trust_forwarded_for: parse_or(&get, "TRUST_FORWARDED_FOR", Some(false))?,
             limits: parse_limits(&get)?,
             authorizer_route_rules: get("AUTHORIZER_ROUTE_RULES"),
+            admin_requires_mfa: parse_or(&get, "ADMIN_REQUIRES_MFA", Some(false))?,
+            mfa: MfaConfig {
+                key_file: get("MFA_KEY_FILE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| default_data_dir(&get).join("mfa-keys.json")),
+                keys_secret_arn: get("MFA_KEYS_SECRET_ARN"),
+                issuer: get("MFA_ISSUER").unwrap_or_else(|| "user-service".into()),
+            },
             audit_table: get("AUDIT_TABLE").map(|t| t.trim().to_owned()),
             audit_retention: parse_or(&get, "AUDIT_RETENTION_DAYS", Some(90_u64))
                 .map(|days| Duration::from_secs(days.saturating_mul(24 * 3600)))?,

@@ -1,4 +1,5 @@
-//! `user-service`: the local server (`serve`, every route in one process) and `migrate`.
+//! `user-service`: the local server (`serve`, every route in one process), `migrate`, and
+//! the operator's tools (`admin create`, `mfa new-key`, `mfa reencrypt`).
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -22,6 +23,21 @@ enum Command {
     /// Manage users from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Rotate the key that encrypts TOTP secrets (two-factor login).
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+}
+
+#[derive(Subcommand)]
+enum MfaCommand {
+    /// Add a new key to MFA_KEY_FILE (created if missing) and make it the current one; the
+    /// older keys stay, so stored secrets keep decrypting. Then run `mfa reencrypt`. (On
+    /// AWS the keys are the secret MFA_KEYS_SECRET_ARN: add the key there; see
+    /// docs/deploying.md.)
+    NewKey,
+    /// Re-encrypt every stored TOTP secret under the current key (MFA_KEY_FILE or
+    /// MFA_KEYS_SECRET_ARN), so that older keys can be removed. Safe while the service runs.
+    Reencrypt,
 }
 
 #[derive(Subcommand)]
@@ -43,6 +59,16 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let cli = Cli::parse();
     let config = Config::from_env()?;
+    // The one command that needs no database.
+    if let Command::Mfa(MfaCommand::NewKey) = cli.command {
+        let path = &config.mfa.key_file;
+        let id = user_service::auth::mfa_keys::add_key_to_file(path).await?;
+        println!(
+            "added key {id} to {} and made it current; now run `user-service mfa reencrypt`",
+            path.display()
+        );
+        return Ok(());
+    }
     let connector = db::Connector::from_config(
         &config,
         &user_service::secrets::SecretsManager::from_config(&config),
@@ -78,6 +104,18 @@ async fn main() -> anyhow::Result<()> {
             state.audit.flush().await;
             let user = created.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created admin {} ({})", user.email, user.id);
+        }
+        // Handled before connecting.
+        Command::Mfa(MfaCommand::NewKey) => {}
+        Command::Mfa(MfaCommand::Reencrypt) => {
+            db::migrate(&connector).await?;
+            let state = user_service::app::state(&config).await?;
+            let count = state
+                .accounts
+                .reencrypt_mfa_secrets()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("re-encrypted {count} two-factor secrets under the current key");
         }
         Command::Serve => {
             let listen_addr = config.listen_addr;

@@ -115,9 +115,22 @@ fn assert_allowed_as(response: &Value, token: &str, role: &str, what: &str) -> V
         "{what}: iat_ms is the issue instant in ms"
     );
     assert_eq!(
+        context["amr"],
+        json!(
+            claims["amr"]
+                .as_array()
+                .expect("amr")
+                .iter()
+                .map(|m| m.as_str().expect("method"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        "{what}: amr is the token's, space-separated: {response}"
+    );
+    assert_eq!(
         context.as_object().map(|o| o.len()),
-        Some(5),
-        "{what}: the context holds sub, role, sid, jti and iat_ms only: {response}"
+        Some(6),
+        "{what}: the context holds sub, role, sid, jti, iat_ms and amr only: {response}"
     );
     assert!(
         !response.to_string().contains(token),

@@ -18,6 +18,7 @@ mod limits;
 mod login;
 mod logout;
 mod me;
+mod mfa;
 mod migrate_resource;
 mod outage;
 mod password_change;

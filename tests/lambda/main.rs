@@ -14,6 +14,7 @@ mod auth;
 mod authorizer;
 mod email;
 mod me;
+mod mfa;
 mod public;
 mod runtime;
 mod sessions;

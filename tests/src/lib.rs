@@ -10,6 +10,7 @@
 
 pub mod database;
 pub mod jwt;
+pub mod mfa;
 pub mod moto;
 pub mod problem;
 pub mod proxy;

@@ -341,6 +341,10 @@ fn default_vars(r: &Resources) -> HashMap<String, String> {
             "JWT_PRIVATE_KEY_FILE",
             r.dir.join("key.pem").display().to_string(),
         ),
+        (
+            "MFA_KEY_FILE",
+            r.dir.join("mfa-keys.json").display().to_string(),
+        ),
         // Cheap hashing keeps the suite fast on 2 cores; the policy is unchanged.
         ("ARGON2_MEMORY_KIB", "1024".into()),
         ("ARGON2_ITERATIONS", "1".into()),

@@ -9,12 +9,14 @@
 //! ```json
 //! {"isAuthorized": true,
 //!  "context": {"sub": "<user id>", "role": "user", "sid": "<session id>",
-//!              "jti": "<token id>", "iat_ms": 1767225600123}}
+//!              "jti": "<token id>", "iat_ms": 1767225600123, "amr": "pwd otp"}}
 //! ```
 //!
 //! `jti` and `iat_ms` (the issue instant in milliseconds) let a function behind the
 //! authorizer re-check revocation with one Redis read, without the token (see
-//! [`crate::lambda`]). This module must never allow a request it could not fully check,
+//! [`crate::lambda`]). `amr` is the token's `amr` claim joined by spaces (`pwd`, or
+//! `pwd otp` after a second factor: context values are strings); a route rule may demand
+//! `otp` (see [`RouteRules`]). This module must never allow a request it could not fully check,
 //! and never logs the token: one event per decision names the user, the route, the decision
 //! and the reason.
 //!
@@ -76,9 +78,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use super::revocation::Revocations;
-use super::rules::RouteRules;
+use super::rules::{Permission, RouteRules};
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
+use crate::domain::Amr;
 use crate::telemetry::ErrorChain;
 
 /// This service's routes that admit a revoked token (see [`authorize_request`]): logout and
@@ -169,9 +172,21 @@ pub async fn authorize_request(
             return Err(AuthorizerUnavailable(e));
         }
     };
-    if !rules.allows(route, caller.role) {
-        log_decision(Some(&caller), route, request_id, Decision::Deny("role"));
-        return Ok(deny());
+    match rules.allows(route, caller.role, caller.amr) {
+        Permission::Allowed => {}
+        Permission::RoleRefused => {
+            log_decision(Some(&caller), route, request_id, Decision::Deny("role"));
+            return Ok(deny());
+        }
+        Permission::SecondFactorMissing => {
+            log_decision(
+                Some(&caller),
+                route,
+                request_id,
+                Decision::Deny("second_factor"),
+            );
+            return Ok(deny());
+        }
     }
     // `authorize` accepted exactly this token, so its claims are authentic; read `jti` and
     // the millisecond issue instant from them for the context.
@@ -188,6 +203,7 @@ pub async fn authorize_request(
         "sid": caller.session_id.to_string(),
         "jti": claims.jti.to_string(),
         "iat_ms": claims.issued_at_ms(),
+        "amr": caller.amr.to_spaced(),
     });
     Ok(response)
 }
@@ -261,15 +277,20 @@ pub struct AuthorizedContext {
 }
 
 impl AuthorizedContext {
-    /// Reads `sub`, `role`, `sid` and `iat_ms` from an authorizer context (the
-    /// `requestContext.authorizer.lambda` object); `None` if any is missing or malformed.
-    /// Numbers are accepted as JSON numbers or numeric strings.
+    /// Reads `sub`, `role`, `sid`, `iat_ms` and `amr` from an authorizer context (the
+    /// `requestContext.authorizer.lambda` object); `None` if any is missing or malformed,
+    /// except `amr`, which reads as a password alone when absent (never as more than the
+    /// context says). Numbers are accepted as JSON numbers or numeric strings.
     pub fn from_fields<'a>(field: impl Fn(&str) -> Option<&'a Value>) -> Option<Self> {
         let text = |name: &str| field(name).and_then(Value::as_str);
         let caller = Caller {
             user_id: text("sub")?.parse().ok()?,
             role: text("role")?.parse().ok()?,
             session_id: text("sid")?.parse().ok()?,
+            amr: match field("amr") {
+                None => Amr::PASSWORD,
+                Some(value) => Amr::from_methods(value.as_str()?.split_whitespace())?,
+            },
         };
         let issued_at_ms = match field("iat_ms")? {
             Value::Number(n) => n.as_u64()?,
@@ -320,8 +341,16 @@ mod tests {
     fn context_fields_round_trip() {
         let user_id = uuid::Uuid::now_v7();
         let session_id = uuid::Uuid::now_v7();
-        for iat in [json!(1_767_225_600_123_u64), json!("1767225600123")] {
-            let fields: HashMap<String, Value> = [
+        for (iat, amr, expected) in [
+            (
+                json!(1_767_225_600_123_u64),
+                Some("pwd otp"),
+                Amr::PASSWORD_AND_OTP,
+            ),
+            (json!("1767225600123"), Some("pwd"), Amr::PASSWORD),
+            (json!("1767225600123"), None, Amr::PASSWORD),
+        ] {
+            let mut fields: HashMap<String, Value> = [
                 ("sub", json!(user_id.to_string())),
                 ("role", json!("admin")),
                 ("sid", json!(session_id.to_string())),
@@ -330,16 +359,26 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
+            if let Some(amr) = amr {
+                fields.insert("amr".into(), json!(amr));
+            }
             let context = AuthorizedContext::from_fields(|k| fields.get(k)).expect("context");
             assert_eq!(
                 context.caller,
                 Caller {
                     user_id,
                     role: Role::Admin,
-                    session_id
+                    session_id,
+                    amr: expected,
                 }
             );
             assert_eq!(context.issued_at_ms, 1_767_225_600_123);
+            fields.insert("amr".into(), json!("otp"));
+            assert_eq!(
+                AuthorizedContext::from_fields(|k| fields.get(k)),
+                None,
+                "no pwd"
+            );
         }
         let partial: HashMap<String, Value> =
             [("sub".to_owned(), json!(user_id.to_string()))].into();

@@ -6,14 +6,16 @@ pub mod authorizer;
 pub mod hashing;
 pub mod key_secret;
 pub mod keys;
+pub mod mfa_keys;
 pub(crate) mod opaque;
 pub(crate) mod revocation;
 pub mod rules;
 pub mod tokens;
+pub mod totp;
 
 use uuid::Uuid;
 
-use crate::domain::Role;
+use crate::domain::{Amr, Role};
 use crate::profiles::ProfileVersion;
 use crate::telemetry::ErrorChain;
 use revocation::Revocations;
@@ -28,6 +30,8 @@ pub struct Caller {
     pub role: Role,
     /// The session the token belongs to.
     pub session_id: Uuid,
+    /// How the session's user authenticated (a second factor or not).
+    pub amr: Amr,
 }
 
 impl From<&AccessClaims> for Caller {
@@ -36,6 +40,7 @@ impl From<&AccessClaims> for Caller {
             user_id: claims.sub,
             role: claims.role,
             session_id: claims.sid,
+            amr: claims.amr,
         }
     }
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::keys::{KeyRing, KeySet, KeysUnavailable};
-use crate::domain::Role;
+use crate::domain::{Amr, Role};
 use crate::expiring::ExpiringMap;
 
 /// The claims of an access token.
@@ -40,6 +40,10 @@ pub struct AccessClaims {
     pub iat: u64,
     /// Expires at, seconds since the epoch.
     pub exp: u64,
+    /// How the session's user authenticated (RFC 8176): `["pwd"]`, or `["pwd", "otp"]`
+    /// after a second factor. Tokens issued before the claim existed read as `["pwd"]`.
+    #[serde(default)]
+    pub amr: Amr,
 }
 
 impl AccessClaims {
@@ -139,14 +143,15 @@ impl AccessTokens {
         self.keys.current().await
     }
 
-    /// Signs a token for `user_id` with `role` in session `session_id`.
+    /// Signs a token for `user_id` with `role` in session `session_id`, a password-only
+    /// session.
     pub async fn issue(
         &self,
         user_id: Uuid,
         role: Role,
         session_id: Uuid,
     ) -> Result<IssuedAccessToken, IssueError> {
-        self.issue_with_id(user_id, role, session_id, Uuid::now_v7())
+        self.issue_with_id(user_id, role, session_id, Uuid::now_v7(), Amr::PASSWORD)
             .await
     }
 
@@ -159,6 +164,7 @@ impl AccessTokens {
         role: Role,
         session_id: Uuid,
         jti: Uuid,
+        amr: Amr,
     ) -> Result<IssuedAccessToken, IssueError> {
         let keys = self.keys.current().await?;
         let iat = jti
@@ -174,6 +180,7 @@ impl AccessTokens {
             jti,
             iat,
             exp: iat + self.ttl.as_secs(),
+            amr,
         };
         let key = keys.signing_key();
         let mut header = Header::new(key.algorithm().jwt_algorithm());
@@ -345,6 +352,7 @@ mod tests {
             jti: Uuid::nil(),
             iat: 0,
             exp: 100,
+            amr: Amr::PASSWORD,
         });
         for n in 0..(VERIFIED_CACHE_CAPACITY + 10) {
             let mut key = [0u8; 32];

@@ -75,6 +75,8 @@ pub struct ChangeEffects {
     pub ended_sessions: Vec<Uuid>,
     /// The address before, when the change moved the account to another one.
     pub old_email: Option<Email>,
+    /// Two-factor login was on and the change turned it off.
+    pub mfa_removed: bool,
 }
 
 impl Db {
@@ -143,6 +145,7 @@ impl Db {
                 sessions_ended: disabled,
                 ended_sessions: Vec::new(),
                 old_email: None,
+                mfa_removed: change.remove_mfa && current.user.mfa_enabled,
             };
             let (set_name, name) = match change.name {
                 Some(name) => (true, name.map(UserName::as_str)),
@@ -192,6 +195,9 @@ impl Db {
             if effects.old_email.is_some() || disabled {
                 drop_outstanding_links(&tx, id).await?;
             }
+            if change.remove_mfa {
+                super::mfa::remove_second_factor(&tx, id).await?;
+            }
             if effects.sessions_ended {
                 effects.ended_sessions = end_all_sessions(&tx, id, "disabled").await?;
             }
@@ -230,6 +236,7 @@ impl Db {
             )
             .await?;
             drop_outstanding_links(&tx, id).await?;
+            super::mfa::remove_second_factor(&tx, id).await?;
             let ended = end_all_sessions(&tx, id, "deleted").await?;
             mark(at, ended.clone())
                 .await

@@ -9,6 +9,7 @@
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod email_tokens;
+pub(crate) mod mfa;
 pub mod prune;
 pub(crate) mod reset_tokens;
 pub(crate) mod sessions;

@@ -1,5 +1,6 @@
 //! The cleanup: deletes the rows that can never be used again (dead sessions, refresh tokens
-//! past expiry, spent or expired password-reset tokens, expired audit events), in bounded
+//! past expiry, spent or expired password-reset, email and two-factor login tokens, two-factor
+//! set-ups never confirmed, expired audit events), in bounded
 //! batches, so that the tables do not grow without end and no pass holds locks for long.
 //!
 //! One place for every such table: [`PRUNE_TARGETS`], one line each. The local server runs a
@@ -98,6 +99,23 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   SELECT token_hash FROM email_tokens
                   WHERE expires_at < now() - make_interval(secs => $2)
                      OR used_at < now() - make_interval(secs => $2)
+                  LIMIT $1)",
+    },
+    // Second steps of two-factor logins: past their five minutes, or spent.
+    PruneTarget {
+        table: "mfa_tokens",
+        sql: "DELETE FROM mfa_tokens WHERE token_hash IN (
+                  SELECT token_hash FROM mfa_tokens
+                  WHERE expires_at < now() - make_interval(secs => $2)
+                     OR spent_at < now() - make_interval(secs => $2)
+                  LIMIT $1)",
+    },
+    // Two-factor set-ups never confirmed.
+    PruneTarget {
+        table: "mfa_totp",
+        sql: "DELETE FROM mfa_totp WHERE user_id IN (
+                  SELECT user_id FROM mfa_totp
+                  WHERE confirmed_at IS NULL AND created_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
     },
     // Audit events carry their own expiry (AUDIT_RETENTION_DAYS after the event).

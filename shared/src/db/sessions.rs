@@ -12,6 +12,7 @@ use deadpool_postgres::Transaction;
 
 use super::users::UserRecord;
 use super::{Db, DbError};
+use crate::domain::Amr;
 
 /// Why a session ended; stored for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,8 @@ pub struct IssuedSession {
     /// The `jti` for the access token to issue with it, taken while the user's row was
     /// locked (see [`reserve_token_id`]).
     pub access_token_id: Uuid,
+    /// How the session's user authenticated (its tokens' `amr`).
+    pub amr: Amr,
 }
 
 /// Locks the user's row against admin changes until the transaction ends (`FOR SHARE`),
@@ -158,6 +161,7 @@ struct SpentFor {
     session_id: Uuid,
     user_id: Uuid,
     absolute_expires_at: DateTime<Utc>,
+    second_factor: bool,
 }
 
 /// The rest of a rotation once the presented token is spent for `replacement`: the user
@@ -191,6 +195,7 @@ async fn finish_rotation(
             session_id: session.session_id,
             refresh_expires_at,
             access_token_id,
+            amr: Amr::with_second_factor(session.second_factor),
         },
         user: Box::new(user),
         retried,
@@ -237,7 +242,8 @@ pub struct TokenSubjectState {
     pub user_inactive: bool,
 }
 
-fn pg_interval(d: Duration) -> f64 {
+/// A duration as the seconds `make_interval(secs => ...)` takes.
+pub(super) fn pg_interval(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
@@ -280,6 +286,7 @@ impl Db {
         user_id: Uuid,
         token_hash: &[u8],
         origin: &SessionOrigin,
+        amr: Amr,
         refresh_ttl: Duration,
         max_lifetime: Duration,
     ) -> Result<Option<(IssuedSession, UserRecord)>, DbError> {
@@ -292,8 +299,8 @@ impl Db {
             };
             let insert = tx
                 .prepare_cached(
-                    "INSERT INTO sessions (id, user_id, absolute_expires_at, ip, user_agent)
-                     VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5)
+                    "INSERT INTO sessions (id, user_id, absolute_expires_at, ip, user_agent, second_factor)
+                     VALUES ($1, $2, now() + make_interval(secs => $3), $4, $5, $6)
                      RETURNING absolute_expires_at",
                 )
                 .await?;
@@ -306,6 +313,7 @@ impl Db {
                         &pg_interval(max_lifetime),
                         &origin.ip,
                         &origin.user_agent,
+                        &amr.has_second_factor(),
                     ],
                 )
                 .await?;
@@ -318,6 +326,7 @@ impl Db {
                     session_id,
                     refresh_expires_at,
                     access_token_id,
+                    amr,
                 },
                 user,
             )))
@@ -352,7 +361,7 @@ impl Db {
                        AND s.id = rt.session_id AND s.revoked_at IS NULL
                        AND s.absolute_expires_at > now()
                        AND u.id = s.user_id AND u.deleted_at IS NULL AND NOT u.disabled
-                     RETURNING s.id AS session_id, s.absolute_expires_at, s.user_id",
+                     RETURNING s.id AS session_id, s.absolute_expires_at, s.user_id, s.second_factor",
                 )
                 .await?;
             let spent = tx.query_opt(&spend, &[&presented, &replacement]).await?;
@@ -361,6 +370,7 @@ impl Db {
                     session_id: row.try_get("session_id")?,
                     absolute_expires_at: row.try_get("absolute_expires_at")?,
                     user_id: row.try_get("user_id")?,
+                    second_factor: row.try_get("second_factor")?,
                 };
                 return finish_rotation(tx, session, replacement, refresh_ttl, false).await;
             }
@@ -368,6 +378,7 @@ impl Db {
             let reused = tx
                 .query_opt(
                     "SELECT s.id, s.user_id, s.absolute_expires_at, rt.replaced_by,
+                            s.second_factor,
                             rt.spent_at > clock_timestamp() - make_interval(secs => $2) AS in_grace,
                             s.revoked_at IS NULL AND s.absolute_expires_at > now() AS live
                      FROM refresh_tokens rt
@@ -384,10 +395,11 @@ impl Db {
                 session_id: row.try_get(0)?,
                 user_id: row.try_get(1)?,
                 absolute_expires_at: row.try_get(2)?,
+                second_factor: row.try_get(4)?,
             };
             let successor: Option<Vec<u8>> = row.try_get(3)?;
-            let in_grace: bool = row.try_get(4)?;
-            let live: bool = row.try_get(5)?;
+            let in_grace: bool = row.try_get(5)?;
+            let live: bool = row.try_get(6)?;
             // Off (zero) means off: `now()` is each transaction's start, so a concurrent
             // spend can look "in the future" to a racer; only a configured window counts.
             if !grace.is_zero() && in_grace && live {

@@ -65,6 +65,29 @@ pub enum ApiError {
     /// 403: authenticated, but the role does not allow it.
     #[error("forbidden")]
     Forbidden,
+    /// 403 `forbidden`: the role would do, but the route asks for a session opened with a
+    /// second factor (`ADMIN_REQUIRES_MFA`).
+    #[error("forbidden: second factor required")]
+    SecondFactorNeeded,
+    /// 403: the password is right, but the account has two-factor login on: the problem
+    /// carries the `mfa_token` of the second step.
+    #[error("second factor required")]
+    MfaRequired {
+        /// The token for `POST /v1/auth/login/mfa` (its `Debug` is redacted).
+        mfa_token: crate::auth::opaque::OpaqueToken,
+    },
+    /// 400 (confirming or disabling) or 401 (logging in): a wrong or replayed code.
+    #[error("invalid two-factor code")]
+    InvalidMfaCode {
+        /// At login (401) rather than at set-up or removal (400).
+        at_login: bool,
+    },
+    /// 409: two-factor set-up asked for while it is on.
+    #[error("two-factor login is on already")]
+    MfaAlreadyEnabled,
+    /// 409: two-factor removal asked for while it is off.
+    #[error("two-factor login is not on")]
+    MfaNotEnabled,
     /// 403: the `current_password` of a password change is wrong.
     #[error("wrong current password")]
     WrongCurrentPassword,
@@ -112,16 +135,22 @@ impl ApiError {
             | Self::InvalidEmail(_)
             | Self::InvalidEmailIn { .. }
             | Self::WeakPassword(_)
-            | Self::InvalidToken => StatusCode::BAD_REQUEST,
-            Self::Unauthorized | Self::InvalidCredentials | Self::InvalidRefreshToken => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::Forbidden | Self::WrongCurrentPassword | Self::EmailNotVerified => {
-                StatusCode::FORBIDDEN
-            }
+            | Self::InvalidToken
+            | Self::InvalidMfaCode { at_login: false } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized
+            | Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::InvalidMfaCode { at_login: true } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden
+            | Self::SecondFactorNeeded
+            | Self::WrongCurrentPassword
+            | Self::EmailNotVerified
+            | Self::MfaRequired { .. } => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken | Self::LastAdmin => StatusCode::CONFLICT,
+            Self::EmailTaken | Self::LastAdmin | Self::MfaAlreadyEnabled | Self::MfaNotEnabled => {
+                StatusCode::CONFLICT
+            }
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -142,7 +171,11 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::InvalidCredentials | Self::WrongCurrentPassword => "invalid_credentials",
             Self::InvalidRefreshToken => "invalid_refresh_token",
-            Self::Forbidden => "forbidden",
+            Self::Forbidden | Self::SecondFactorNeeded => "forbidden",
+            Self::MfaRequired { .. } => "mfa_required",
+            Self::InvalidMfaCode { .. } => "invalid_mfa_code",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::MfaNotEnabled => "mfa_not_enabled",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::EmailTaken => "email_taken",
@@ -166,7 +199,11 @@ impl ApiError {
             Self::Unauthorized => "Unauthorized",
             Self::InvalidCredentials | Self::WrongCurrentPassword => "Invalid credentials",
             Self::InvalidRefreshToken => "Invalid refresh token",
-            Self::Forbidden => "Forbidden",
+            Self::Forbidden | Self::SecondFactorNeeded => "Forbidden",
+            Self::MfaRequired { .. } => "Second factor required",
+            Self::InvalidMfaCode { .. } => "Invalid two-factor code",
+            Self::MfaAlreadyEnabled => "Two-factor login already on",
+            Self::MfaNotEnabled => "Two-factor login not on",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::EmailTaken => "Email taken",
@@ -202,6 +239,19 @@ impl ApiError {
                 "the refresh token is unknown, expired, revoked or already used".into()
             }
             Self::Forbidden => "your role does not allow this".into(),
+            Self::SecondFactorNeeded => {
+                "this route needs a session opened with a second factor: turn two-factor login \
+                 on and log in with a code"
+                    .into()
+            }
+            Self::MfaRequired { .. } => {
+                "the password is right; send a code from the authenticator app (or a recovery \
+                 code) with mfa_token to POST /v1/auth/login/mfa"
+                    .into()
+            }
+            Self::InvalidMfaCode { .. } => "the code is wrong, expired or already used".into(),
+            Self::MfaAlreadyEnabled => "two-factor login is on already; turn it off first".into(),
+            Self::MfaNotEnabled => "two-factor login is not on".into(),
             Self::NotFound => "no such resource".into(),
             Self::MethodNotAllowed => "this route does not accept that method".into(),
             Self::EmailTaken => "an account with this email exists already".into(),
@@ -279,6 +329,8 @@ impl From<SessionError> for ApiError {
             SessionError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }
+            SessionError::MfaRequired(mfa_token) => ApiError::MfaRequired { mfa_token },
+            SessionError::InvalidMfaCode => ApiError::InvalidMfaCode { at_login: true },
             SessionError::Dependency(e) => e.into(),
         }
     }
@@ -310,6 +362,9 @@ impl From<AccountError> for ApiError {
             AccountError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }
+            AccountError::MfaAlreadyEnabled => ApiError::MfaAlreadyEnabled,
+            AccountError::MfaNotEnabled => ApiError::MfaNotEnabled,
+            AccountError::InvalidMfaCode => ApiError::InvalidMfaCode { at_login: false },
             AccountError::AdminExists => {
                 ApiError::Internal(anyhow::anyhow!("AdminExists outside the bootstrap"))
             }
@@ -340,6 +395,10 @@ pub struct Problem {
     /// The field rules that failed, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<FieldError>>,
+    /// With `mfa_required` only: the single-use token (5 minutes) for
+    /// `POST /v1/auth/login/mfa`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mfa_token: Option<String>,
 }
 
 /// Every `code` a problem can carry (see the contract's error table).
@@ -356,6 +415,11 @@ pub enum ProblemCode {
     InvalidCredentials,
     InvalidRefreshToken,
     Forbidden,
+    EmailNotVerified,
+    MfaRequired,
+    InvalidMfaCode,
+    MfaAlreadyEnabled,
+    MfaNotEnabled,
     NotFound,
     MethodNotAllowed,
     EmailTaken,
@@ -392,6 +456,10 @@ impl IntoResponse for ApiError {
             detail: self.detail(),
             code: self.code(),
             errors: self.field_errors(),
+            mfa_token: match &self {
+                Self::MfaRequired { mfa_token } => Some(mfa_token.expose().to_owned()),
+                _ => None,
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use axum::extract::FromRef;
 
 use super::ApiError;
-use super::state::ClientIpSource;
+use super::state::{AdminPolicy, ClientIpSource};
 use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::auth::{AuthError, Authenticator, Authorized, Caller};
 
@@ -181,9 +181,10 @@ where
 }
 
 /// An authenticated caller with the admin role: 401 without a valid token, 403 with a
-/// valid token of another role. A 403 goes into the caller's audit trail
-/// (`admin_access_denied`: who, the refused operation, the IP): someone with an account is
-/// probing the admin routes.
+/// valid token of another role, and with `ADMIN_REQUIRES_MFA` also 403 for an admin whose
+/// session passed no second factor. A 403 goes into the caller's audit trail
+/// (`admin_access_denied`: who, the refused operation, the IP, and why): someone with an
+/// account is probing the admin routes, or an admin's password alone is being used.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminCaller(pub Caller);
 
@@ -192,28 +193,38 @@ where
     Authenticator: FromRef<S>,
     AuditSink: FromRef<S>,
     ClientIpSource: FromRef<S>,
+    AdminPolicy: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Authenticated { caller, .. } = Authenticated::from_request_parts(parts, state).await?;
-        if caller.role == crate::domain::Role::Admin {
+        let (reason, refusal) = if caller.role != crate::domain::Role::Admin {
+            (AuditReason::NotAdmin, ApiError::Forbidden)
+        } else if AdminPolicy::from_ref(state).requires_second_factor
+            && !caller.amr.has_second_factor()
+        {
+            (
+                AuditReason::SecondFactorMissing,
+                ApiError::SecondFactorNeeded,
+            )
+        } else {
             return Ok(AdminCaller(caller));
-        }
+        };
         let Ok(ip) = ClientIp::from_request_parts(parts, state).await;
         // The route's template, not the path: the operation, never an id from the URL.
         let route = parts
             .extensions
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        AuditEvent::failure(AuditKind::AdminAccessDenied, AuditReason::NotAdmin)
+        AuditEvent::failure(AuditKind::AdminAccessDenied, reason)
             .user(caller.user_id)
             .session(caller.session_id)
             .ip(ip.0)
             .operation(format!("{} {route}", parts.method))
             .record(&AuditSink::from_ref(state));
-        Err(ApiError::Forbidden)
+        Err(refusal)
     }
 }
 

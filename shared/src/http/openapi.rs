@@ -27,6 +27,7 @@ use crate::http::routes::{self, admin};
     paths(
         routes::register::register,
         routes::login::login,
+        routes::login_mfa::login_mfa,
         routes::refresh::refresh,
         routes::logout::logout,
         routes::get_me::get_me,
@@ -37,6 +38,9 @@ use crate::http::routes::{self, admin};
         routes::change_password::change_password,
         routes::list_sessions::list_sessions,
         routes::delete_session::delete_session,
+        routes::mfa_setup::mfa_setup,
+        routes::mfa_confirm::mfa_confirm,
+        routes::mfa_disable::mfa_disable,
         routes::forgot_password::forgot_password,
         routes::reset_password::reset_password,
         admin::list_users::list_users,
@@ -394,6 +398,8 @@ mod tests {
             ("PUT", routes::change_password::PATH),
             ("POST", routes::change_email::PATH),
             ("POST", routes::reset_password::PATH),
+            ("POST", routes::mfa_setup::PATH),
+            ("POST", routes::mfa_disable::PATH),
             ("POST", admin::USERS),
         ];
         let doc = document();

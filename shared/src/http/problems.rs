@@ -23,7 +23,7 @@ pub(crate) struct Unauthorized(Problem);
 #[derive(utoipa::IntoResponses)]
 #[response(
     status = 403,
-    description = "The caller is not an admin (`forbidden`)",
+    description = "The caller is not an admin, or (with `ADMIN_REQUIRES_MFA`) its session passed no second factor (`forbidden`; the `detail` says which)",
     content_type = "application/problem+json"
 )]
 pub(crate) struct Forbidden(Problem);

@@ -32,6 +32,15 @@ pub struct AppState {
     pub background: TaskTracker,
     /// Where the client IP comes from.
     pub client_ip: ClientIpSource,
+    /// What the admin routes ask of a caller besides the role.
+    pub admin_policy: AdminPolicy,
+}
+
+/// What the admin routes ask of a caller besides the admin role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminPolicy {
+    /// A session opened with a second factor (`ADMIN_REQUIRES_MFA`).
+    pub requires_second_factor: bool,
 }
 
 /// The dependencies whose reachability makes the service ready.

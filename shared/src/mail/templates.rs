@@ -31,12 +31,16 @@ pub enum Template {
     NoticePasswordReset,
     /// Notice: failed logins locked the account.
     NoticeLockout,
+    /// Notice: two-factor login was turned on.
+    NoticeMfaEnabled,
+    /// Notice: two-factor login was turned off (by the user or an admin).
+    NoticeMfaDisabled,
 }
 
 impl Template {
     /// Every template, for the test that renders them all.
     #[cfg(test)]
-    const ALL: [Template; 8] = [
+    const ALL: [Template; 10] = [
         Template::VerifyEmail,
         Template::ConfirmEmailChange,
         Template::PasswordReset,
@@ -45,6 +49,8 @@ impl Template {
         Template::NoticePasswordChanged,
         Template::NoticePasswordReset,
         Template::NoticeLockout,
+        Template::NoticeMfaEnabled,
+        Template::NoticeMfaDisabled,
     ];
 
     /// The file name without extension; also the email's `purpose` in log lines.
@@ -58,12 +64,14 @@ impl Template {
             Self::NoticePasswordChanged => "notice_password_changed",
             Self::NoticePasswordReset => "notice_password_reset",
             Self::NoticeLockout => "notice_lockout",
+            Self::NoticeMfaEnabled => "notice_mfa_enabled",
+            Self::NoticeMfaDisabled => "notice_mfa_disabled",
         }
     }
 }
 
 /// The template files, by file name.
-const SOURCES: [(&str, &str); 16] = {
+const SOURCES: [(&str, &str); 20] = {
     macro_rules! pair {
         ($name:literal) => {
             [
@@ -86,7 +94,9 @@ const SOURCES: [(&str, &str); 16] = {
     let [k, l] = pair!("notice_password_changed");
     let [m, n] = pair!("notice_password_reset");
     let [o, p] = pair!("notice_lockout");
-    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p]
+    let [q, r] = pair!("notice_mfa_enabled");
+    let [s, t] = pair!("notice_mfa_disabled");
+    [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r, s, t]
 };
 
 /// The environment with every template loaded: strict about undefined values, and
@@ -165,6 +175,7 @@ mod tests {
             ("lifetime", "24 hours"),
             ("new_email", "new<b>@example.com"),
             ("old_email", "old@example.com"),
+            ("by_admin", "no"),
         ]
     }
 

@@ -11,6 +11,11 @@
 //!    tells nothing), then the verdict is counted: a failure towards the lockout (and the
 //!    lockout notice when this failure starts one), a success clears the count.
 //!
+//! A second-factor code goes through the same lockout ([`Credentials::check_code`]): a wrong
+//! code is a failed attempt. For an account with two-factor login the right password does
+//! not clear the failed attempts, only a right code does: else every password login would
+//! reset the count and the codes could be guessed without end.
+//!
 //! If Redis cannot be reached the limits cannot be checked, and the check fails closed
 //! (unavailable) rather than allow unlimited guessing.
 
@@ -34,6 +39,8 @@ use crate::telemetry::{self, ErrorChain};
 pub enum Purpose {
     /// A login (`POST /v1/auth/login`).
     Login,
+    /// The second step of a two-factor login (`POST /v1/auth/login/mfa`).
+    SecondFactor,
     /// A signed-in caller confirming a change with its `current_password`.
     Reauthentication {
         /// The operation (`password_change`, `email_change_requested`, ...).
@@ -47,6 +54,7 @@ impl Purpose {
     fn kind(self) -> AuditKind {
         match self {
             Self::Login => AuditKind::Login,
+            Self::SecondFactor => AuditKind::LoginSecondFactor,
             Self::Reauthentication { kind, .. } => kind,
         }
     }
@@ -166,15 +174,18 @@ impl Credentials {
             }
             Ok(None) => AuditReason::UnknownEmail,
             Ok(Some(Verification::Mismatch)) => match purpose {
-                Purpose::Login => AuditReason::WrongPassword,
+                Purpose::Login | Purpose::SecondFactor => AuditReason::WrongPassword,
                 Purpose::Reauthentication { .. } => AuditReason::WrongCurrentPassword,
             },
             Ok(Some(Verification::Match { .. })) if record.is_some_and(|r| r.user.disabled) => {
                 AuditReason::Disabled
             }
             Ok(Some(Verification::Match { needs_rehash })) => {
-                if let Err(e) = self.limits.login_succeeded(email).await {
-                    tracing::warn!(error = %ErrorChain(&e), "could not clear the account's failed logins");
+                // With two-factor login on, only the second factor clears the count.
+                if !record.is_some_and(|r| r.user.mfa_enabled) {
+                    self.cleared(email).await;
+                } else if let Err(e) = self.limits.login_abandoned(email).await {
+                    tracing::warn!(error = %ErrorChain(&e), "could not release the login attempt");
                 }
                 return Ok(needs_rehash);
             }
@@ -185,6 +196,58 @@ impl Credentials {
             telemetry::count(telemetry::metric::LOGIN_FAILED);
         }
         Err(CheckError::Wrong)
+    }
+
+    /// The lockout, then `verify` (a second-factor code: `Some` when right, with what it
+    /// found), then the count, exactly as [`Self::check`] does for a password: while the
+    /// account is locked no code is even looked at; a wrong code is a failed attempt (and
+    /// may start a lockout); a right one clears the count.
+    pub async fn check_code<T>(
+        &self,
+        record: &UserRecord,
+        ip: Option<IpAddr>,
+        purpose: Purpose,
+        verify: impl Future<Output = Result<Option<T>, DependencyError>>,
+    ) -> Result<T, CheckError> {
+        let email = &record.user.email;
+        let user_id = Some(record.user.id);
+        let begun = self
+            .limits
+            .login_begin(email)
+            .await
+            .map_err(DependencyError::from)?;
+        if let Verdict::Limited { retry_after_secs } = begun {
+            purpose
+                .event(AuditReason::AccountLocked, user_id, ip)
+                .record(&self.audit);
+            return Err(CheckError::RateLimited { retry_after_secs });
+        }
+        match verify.await {
+            Err(e) => {
+                if let Err(e) = self.limits.login_abandoned(email).await {
+                    tracing::warn!(error = %ErrorChain(&e), "could not release the login attempt");
+                }
+                Err(e.into())
+            }
+            Ok(Some(found)) => {
+                self.cleared(email).await;
+                Ok(found)
+            }
+            Ok(None) => {
+                purpose
+                    .event(AuditReason::WrongCode, user_id, ip)
+                    .record(&self.audit);
+                self.count_failure(email, Some(record), ip, purpose).await;
+                Err(CheckError::Wrong)
+            }
+        }
+    }
+
+    /// A check passed: the account's failed attempts are forgotten.
+    async fn cleared(&self, email: &Email) {
+        if let Err(e) = self.limits.login_succeeded(email).await {
+            tracing::warn!(error = %ErrorChain(&e), "could not clear the account's failed logins");
+        }
     }
 
     /// Counts a refused attempt against the account; audits the lockout it may start and

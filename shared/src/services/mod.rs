@@ -13,6 +13,7 @@
 pub mod accounts;
 pub(crate) mod credentials;
 pub(crate) mod outbox;
+pub(crate) mod second_factor;
 pub(crate) mod sessions;
 
 use crate::audit::AuditStoreError;

@@ -14,6 +14,16 @@
 //! reached the limits cannot be checked, and login fails closed (unavailable) rather than
 //! allow unlimited guessing.
 //!
+//! # Two-factor login
+//! For an account with two-factor login on, the right password opens no session: the
+//! answer is [`SessionError::MfaRequired`] with a single-use `mfa_token` (5 minutes).
+//! [`Sessions::login_second_factor`] trades it and a TOTP or recovery code for the session,
+//! whose tokens then carry `amr: ["pwd", "otp"]`. The token is checked first (an unknown,
+//! expired or spent one is "invalid credentials", before the lockout is consulted); a wrong
+//! code is a failed attempt for the account's lockout, and the fifth spends the token. The
+//! token and the code are spent in one transaction, so of concurrent requests with one token
+//! at most one opens a session.
+//!
 //! # Refresh
 //! Presenting a spent refresh token again means two parties hold it, one of them a thief:
 //! the whole session is revoked, including the newest refresh token and the access tokens.
@@ -27,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::credentials::{CheckError, Credentials, Purpose};
+use super::second_factor::SecondFactors;
 use super::{DependencyError, dependency_errors, new_opaque_token};
 use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::auth::Caller;
@@ -35,9 +46,10 @@ use crate::auth::opaque::{self, OpaqueToken};
 use crate::auth::revocation::Revocations;
 use crate::auth::tokens::{AccessTokens, IssuedAccessToken};
 use crate::db::Db;
+use crate::db::mfa::{SecondFactor, SecondStep};
 use crate::db::sessions::{IssuedSession, RevokeReason, Rotation, SessionOrigin, SessionSummary};
 use crate::db::users::UserRecord;
-use crate::domain::{Email, EmailError, PasswordAttempt, User};
+use crate::domain::{Amr, Email, EmailError, PasswordAttempt, User};
 
 use crate::telemetry::{self, metric};
 
@@ -84,12 +96,22 @@ pub enum SessionError {
         /// Whole seconds until the limit lets the client in again (at least 1).
         retry_after_secs: u64,
     },
+    /// The password is right, and the account has two-factor login on: no session yet; the
+    /// token is for [`Sessions::login_second_factor`].
+    #[error("second factor required")]
+    MfaRequired(OpaqueToken),
+    /// A wrong or replayed second-factor code.
+    #[error("invalid two-factor code")]
+    InvalidMfaCode,
     /// A dependency failed.
     #[error(transparent)]
     Dependency(#[from] DependencyError),
 }
 
 dependency_errors!(SessionError);
+
+/// How long an `mfa_token` lives.
+pub const MFA_TOKEN_TTL: Duration = Duration::from_secs(300);
 
 impl From<CheckError> for SessionError {
     fn from(e: CheckError) -> Self {
@@ -144,6 +166,8 @@ pub struct SessionParts {
     pub tokens: AccessTokens,
     /// The revocation mirror.
     pub revocations: Revocations,
+    /// Second-factor codes (the second step of a two-factor login).
+    pub second_factors: SecondFactors,
     /// The audit trail.
     pub audit: AuditSink,
     /// Work left running after an answer (a re-hash).
@@ -204,6 +228,118 @@ impl Sessions {
         if needs_rehash {
             self.spawn_rehash(&record, attempt);
         }
+        let origin = SessionOrigin::new(ip, user_agent);
+        if record.user.mfa_enabled {
+            let mfa_token = new_opaque_token()?;
+            self.parts
+                .db
+                .store_mfa_token(mfa_token.hash(), user_id, &origin, MFA_TOKEN_TTL)
+                .await?;
+            AuditEvent::success(AuditKind::Login)
+                .user(user_id)
+                .ip(ip)
+                .reason(AuditReason::SecondFactorRequired)
+                .record(&self.parts.audit);
+            return Err(SessionError::MfaRequired(mfa_token));
+        }
+        let (issued, session_id) = self.open_session(user_id, &origin, Amr::PASSWORD).await?;
+        AuditEvent::success(AuditKind::Login)
+            .user(user_id)
+            .session(session_id)
+            .ip(ip)
+            .record(&self.parts.audit);
+        Ok(issued)
+    }
+
+    /// The second step of a two-factor login: trades the `mfa_token` of the first step and a
+    /// TOTP or recovery code for the session's tokens (see the module docs for the order of
+    /// the checks). The session remembers the first step's client.
+    pub async fn login_second_factor(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<IssuedTokens, SessionError> {
+        let invalid_token = || {
+            AuditEvent::failure(AuditKind::LoginSecondFactor, AuditReason::InvalidMfaToken)
+                .ip(ip)
+                .record(&self.parts.audit);
+            SessionError::InvalidCredentials
+        };
+        if !opaque::is_well_formed(mfa_token) {
+            return Err(invalid_token());
+        }
+        let token_hash = opaque::hash(mfa_token);
+        let Some(pending) = self.parts.db.pending_login(&token_hash).await? else {
+            return Err(invalid_token());
+        };
+        // Keys first: no spent token or code for tokens that cannot be signed.
+        self.parts.tokens.keys().await?;
+        let record = match self.parts.db.user_by_id(pending.user_id).await? {
+            Some(record) if !record.user.disabled && record.user.mfa_enabled => record,
+            _ => return Err(invalid_token()),
+        };
+        let user_id = record.user.id;
+        let factors = &self.parts.second_factors;
+        let db = &self.parts.db;
+        let passed = self
+            .parts
+            .credentials
+            .check_code(&record, ip, Purpose::SecondFactor, async {
+                let Some(factor) = factors.read(user_id, code).await? else {
+                    return Ok(None);
+                };
+                Ok(
+                    match db.pass_second_step(&token_hash, user_id, factor).await? {
+                        SecondStep::Passed => Some(Some(factor)),
+                        SecondStep::TokenGone => Some(None),
+                        SecondStep::CodeSpent => None,
+                    },
+                )
+            })
+            .await;
+        let factor = match passed {
+            Ok(Some(factor)) => factor,
+            // A concurrent request with the same token won.
+            Ok(None) => return Err(invalid_token()),
+            Err(CheckError::Wrong) => {
+                if self.parts.db.mfa_token_failed(&token_hash).await? {
+                    AuditEvent::failure(
+                        AuditKind::LoginSecondFactor,
+                        AuditReason::AttemptsExhausted,
+                    )
+                    .user(user_id)
+                    .ip(ip)
+                    .record(&self.parts.audit);
+                }
+                return Err(SessionError::InvalidMfaCode);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (issued, session_id) = self
+            .open_session(user_id, &pending.origin, Amr::PASSWORD_AND_OTP)
+            .await?;
+        let event = AuditEvent::success(AuditKind::LoginSecondFactor)
+            .user(user_id)
+            .session(session_id)
+            .ip(ip);
+        match factor {
+            SecondFactor::RecoveryCode(_) => event.reason(AuditReason::RecoveryCode),
+            SecondFactor::Step(_) => event,
+        }
+        .record(&self.parts.audit);
+        Ok(issued)
+    }
+
+    /// Opens a session of `user_id` authenticated by `amr` and issues its first tokens.
+    /// [`SessionError::InvalidCredentials`] when the account was disabled or deleted
+    /// meanwhile (the same answer as any failure).
+    async fn open_session(
+        &self,
+        user_id: Uuid,
+        origin: &SessionOrigin,
+        amr: Amr,
+    ) -> Result<(IssuedTokens, Uuid), SessionError> {
         let refresh = new_opaque_token()?;
         let created = self
             .parts
@@ -211,23 +347,18 @@ impl Sessions {
             .create_session(
                 user_id,
                 refresh.hash(),
-                &SessionOrigin::new(ip, user_agent),
+                origin,
+                amr,
                 self.parts.settings.refresh_token_ttl,
                 self.parts.settings.session_max_lifetime,
             )
             .await?;
-        // Disabled or deleted while the password was being checked: same answer as any failure.
         let Some((session, current)) = created else {
             return Err(SessionError::InvalidCredentials);
         };
         let issued = self.issue(current.user, &session, refresh).await?;
         telemetry::count(metric::LOGIN_SUCCEEDED);
-        AuditEvent::success(AuditKind::Login)
-            .user(user_id)
-            .session(session.session_id)
-            .ip(ip)
-            .record(&self.parts.audit);
-        Ok(issued)
+        Ok((issued, session.session_id))
     }
 
     /// Spends a refresh token for the session's next tokens; a spent token presented again
@@ -463,6 +594,7 @@ impl Sessions {
                 user.role,
                 session.session_id,
                 session.access_token_id,
+                session.amr,
             )
             .await?;
         telemetry::count(metric::TOKENS_ISSUED);

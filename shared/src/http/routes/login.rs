@@ -49,11 +49,15 @@ struct LoginRequest {
     path = PATH,
     tag = "auth",
     summary = "Log in with email and password",
+    description = "With two-factor login on, the right password opens no session: the answer is \
+        403 `mfa_required` with an `mfa_token` for the second step. A session opened here carries \
+        `amr: [\"pwd\"]` in its access tokens.",
     request_body(content = LoginRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Token pair", body = TokenPair),
         (status = 400, description = "`malformed_request` or `invalid_email`", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Unknown email, wrong password or disabled account: one answer for all (`invalid_credentials`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The password is right, but: the account has two-factor login on (`mfa_required`; no session yet: the problem's extra member `mfa_token`, single use and valid 5 minutes, goes to `POST /v1/auth/login/mfa` with a code), or `REQUIRE_VERIFIED_EMAIL` is on and the email is not verified (`email_not_verified`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         problems::RefusedBody,
         problems::RateLimited,
         problems::UnavailableOrBusy,

@@ -11,7 +11,11 @@ pub mod health;
 pub mod jwks;
 pub mod list_sessions;
 pub mod login;
+pub mod login_mfa;
 pub mod logout;
+pub mod mfa_confirm;
+pub mod mfa_disable;
+pub mod mfa_setup;
 pub mod refresh;
 pub mod register;
 pub mod resend_verification;
@@ -60,6 +64,7 @@ pub struct Endpoint {
 pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { function: "register", methods: &["POST"], path: register::PATH, access: Access::Public, router: register::router },
     Endpoint { function: "login", methods: &["POST"], path: login::PATH, access: Access::Public, router: login::router },
+    Endpoint { function: "login-mfa", methods: &["POST"], path: login_mfa::PATH, access: Access::Public, router: login_mfa::router },
     Endpoint { function: "refresh", methods: &["POST"], path: refresh::PATH, access: Access::Public, router: refresh::router },
     Endpoint { function: "logout", methods: &["POST"], path: logout::PATH, access: Access::User, router: logout::router },
     Endpoint { function: "get-me", methods: &["GET"], path: get_me::PATH, access: Access::User, router: get_me::router },
@@ -70,6 +75,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { function: "change-password", methods: &["PUT"], path: change_password::PATH, access: Access::User, router: change_password::router },
     Endpoint { function: "list-sessions", methods: &["GET"], path: list_sessions::PATH, access: Access::User, router: list_sessions::router },
     Endpoint { function: "delete-session", methods: &["DELETE"], path: delete_session::PATH, access: Access::User, router: delete_session::router },
+    Endpoint { function: "mfa-setup", methods: &["POST"], path: mfa_setup::PATH, access: Access::User, router: mfa_setup::router },
+    Endpoint { function: "mfa-confirm", methods: &["POST"], path: mfa_confirm::PATH, access: Access::User, router: mfa_confirm::router },
+    Endpoint { function: "mfa-disable", methods: &["POST"], path: mfa_disable::PATH, access: Access::User, router: mfa_disable::router },
     Endpoint { function: "forgot-password", methods: &["POST"], path: forgot_password::PATH, access: Access::Public, router: forgot_password::router },
     Endpoint { function: "reset-password", methods: &["POST"], path: reset_password::PATH, access: Access::Public, router: reset_password::router },
     Endpoint { function: "jwks", methods: &["GET"], path: jwks::PATH, access: Access::Public, router: jwks::router },

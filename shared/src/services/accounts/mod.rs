@@ -11,6 +11,7 @@
 //! `current_password` is a login attempt for the lockout ([`Credentials`]).
 
 mod email;
+mod mfa;
 mod reset;
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 use super::credentials::{CheckError, Credentials, Purpose};
 use super::outbox::Outbox;
+use super::second_factor::SecondFactors;
 use super::{DependencyError, dependency_errors};
 use crate::audit::{
     AuditEvent, AuditKind, AuditPage, AuditReason, AuditSink, PagePosition as AuditPosition,
@@ -50,6 +52,8 @@ pub struct AccountSettings {
     pub password_reset_ttl: Duration,
     /// Lifetime of a verification or email-change link (`EMAIL_VERIFICATION_TTL_SECONDS`).
     pub email_verification_ttl: Duration,
+    /// The issuer an authenticator app shows (`MFA_ISSUER`).
+    pub mfa_issuer: String,
 }
 
 /// Why an account operation did not succeed.
@@ -91,6 +95,15 @@ pub enum AccountError {
         /// Whole seconds until the limit lets the client in again (at least 1).
         retry_after_secs: u64,
     },
+    /// Two-factor set-up asked for while it is on.
+    #[error("two-factor login is on already")]
+    MfaAlreadyEnabled,
+    /// Two-factor removal asked for while it is off.
+    #[error("two-factor login is not on")]
+    MfaNotEnabled,
+    /// A wrong or replayed code, or no set-up waiting for one.
+    #[error("invalid two-factor code")]
+    InvalidMfaCode,
     /// An admin asked to turn a user's two-factor login on (only the user can).
     #[error("two-factor login can only be turned off by an admin")]
     MfaCannotBeTurnedOn,
@@ -215,6 +228,8 @@ pub struct AccountParts {
     pub audit: AuditSink,
     /// Work left running after an answer (the reset email).
     pub background: TaskTracker,
+    /// Second-factor codes and the keys of the TOTP secrets.
+    pub second_factors: SecondFactors,
     /// Links and lifetimes.
     pub settings: AccountSettings,
 }
@@ -496,6 +511,13 @@ impl Accounts {
             .user(user.id)
             .ip(ip)
             .changes(changed.join(","));
+        if effects.mfa_removed {
+            self.parts.outbox.send(
+                Template::NoticeMfaDisabled,
+                &user.email,
+                &[("by_admin", "yes")],
+            );
+        }
         if let Some(old_email) = &effects.old_email {
             event = event.emails(old_email, &user.email);
             self.notify_email_changed(old_email, &user.email);

@@ -1,0 +1,8 @@
+//! Lambda function serving `POST /v1/users/me/mfa/totp/confirm`: builds the state once, then serves the endpoint.
+
+use user_service::http::routes::mfa_confirm;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    user_service::lambda::run(mfa_confirm::router).await
+}
