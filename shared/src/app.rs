@@ -117,11 +117,7 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
     )
     .context("argon2 configuration")?;
     let limits = Limits::new(cache.clone(), config.limits);
-    let audit_store = match &config.audit_table {
-        Some(table) => AuditStore::dynamodb(table, config.dynamodb_endpoint_url.clone()),
-        None => AuditStore::Postgres(db.clone()),
-    };
-    let audit = AuditSink::new(audit_store, config.audit_retention);
+    let audit = audit_sink(config, &db);
     let background = tokio_util::task::TaskTracker::new();
     let outbox = Outbox::new(
         Mailer::from_config(config).context("mail configuration")?,
@@ -193,12 +189,24 @@ fn build_state(config: &Config, base: Foundation) -> Result<AppState, StartupErr
     })
 }
 
-/// The Lambda authorizer of a deployment: its keys, its revocation mirror and the route
-/// rules (`AUTHORIZER_ROUTE_RULES`), and nothing else.
+/// The audit sink of a deployment: DynamoDB when `AUDIT_TABLE` is set, else Postgres
+/// (through `db`'s pool). Lazy: nothing connects, and no writer starts, before an event.
+fn audit_sink(config: &Config, db: &Db) -> AuditSink {
+    let store = match &config.audit_table {
+        Some(table) => AuditStore::dynamodb(table, config.dynamodb_endpoint_url.clone()),
+        None => AuditStore::Postgres(db.clone()),
+    };
+    AuditSink::new(store, config.audit_retention)
+}
+
+/// The Lambda authorizer of a deployment: its keys, its revocation mirror, the route rules
+/// (`AUTHORIZER_ROUTE_RULES`) and the audit sink of its refusals (used by denials of valid
+/// tokens only), and nothing else.
 pub async fn authorizer(config: &Config) -> Result<Authorizer, StartupError> {
     let rules = RouteRules::from_config(config).context("AUTHORIZER_ROUTE_RULES")?;
     let base = Foundation::new(config).await?;
-    Ok(Authorizer::new(base.tokens, base.revocations, rules))
+    let audit = audit_sink(config, &base.db);
+    Ok(Authorizer::new(base.tokens, base.revocations, rules, audit))
 }
 
 /// The cleanup of a deployment (see [`crate::db::prune`]): the database and what counts as

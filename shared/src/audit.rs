@@ -81,8 +81,10 @@ pub enum AuditKind {
     /// The user ended one of its sessions (`DELETE /v1/users/me/sessions/{id}`); the event
     /// names that session.
     SessionDeleted,
-    /// A caller without the admin role refused an admin operation (403); `changes` names
-    /// the operation (`GET /v1/admin/users`).
+    /// A caller refused an admin operation (403): not an admin (`not_admin`), or an admin
+    /// whose session passed no second factor under `ADMIN_REQUIRES_MFA`
+    /// (`second_factor_missing`); `changes` names the operation (`GET /v1/admin/users`).
+    /// Recorded by the admin routes themselves and, on AWS, by the Lambda authorizer.
     AdminAccessDenied,
     /// The caller began a two-factor set-up (a pending secret; nothing is on yet).
     MfaSetupStarted,
@@ -93,6 +95,11 @@ pub enum AuditKind {
     /// The second step of a two-factor login (`wrong_code`, `invalid_mfa_token`,
     /// `account_locked`; `recovery_code` when a recovery code was spent).
     LoginSecondFactor,
+    /// The Lambda authorizer refused a valid token on a route that is not one of this
+    /// service's admin routes (another API's `AUTHORIZER_ROUTE_RULES`, or a route no rule
+    /// names): `role_refused` or `second_factor_missing`; `changes` names the route
+    /// (`POST /v1/payments`).
+    RouteAccessDenied,
 }
 
 impl AuditKind {
@@ -123,6 +130,7 @@ impl AuditKind {
             Self::MfaEnabled => "mfa_enabled",
             Self::MfaDisabled => "mfa_disabled",
             Self::LoginSecondFactor => "login_second_factor",
+            Self::RouteAccessDenied => "route_access_denied",
         }
     }
 }
@@ -205,8 +213,10 @@ pub enum AuditReason {
     /// The second factor was a recovery code (now spent).
     RecoveryCode,
     /// The caller's session passed no second factor and the route asks for one
-    /// (`ADMIN_REQUIRES_MFA`).
+    /// (`ADMIN_REQUIRES_MFA`, or a route rule asking for `otp`).
     SecondFactorMissing,
+    /// The route's rules do not grant the caller's role (`route_access_denied`).
+    RoleRefused,
 }
 
 impl AuditReason {
@@ -247,6 +257,7 @@ impl AuditReason {
             Self::InvalidMfaToken => "invalid_mfa_token",
             Self::RecoveryCode => "recovery_code",
             Self::SecondFactorMissing => "second_factor_missing",
+            Self::RoleRefused => "role_refused",
         }
     }
 }
@@ -269,7 +280,8 @@ pub struct AuditEvent {
     /// Why it failed, or a detail of what it did.
     pub reason: Option<AuditReason>,
     /// Which fields an admin action changed (`role,disabled`), or the operation an
-    /// `admin_access_denied` refused (`DELETE /v1/admin/users/{id}`); names, never values.
+    /// `admin_access_denied` or `route_access_denied` refused (`DELETE /v1/admin/users/{id}`);
+    /// names, never values.
     pub changes: Option<String>,
     /// The address before an email change.
     pub old_email: Option<String>,
@@ -436,6 +448,7 @@ mod tests {
             K::MfaEnabled,
             K::MfaDisabled,
             K::LoginSecondFactor,
+            K::RouteAccessDenied,
         ];
         assert_eq!(schema_values::<AuditKind>(), kinds.map(K::as_str));
         use AuditReason as R;
@@ -474,6 +487,7 @@ mod tests {
             R::InvalidMfaToken,
             R::RecoveryCode,
             R::SecondFactorMissing,
+            R::RoleRefused,
         ];
         assert_eq!(schema_values::<AuditReason>(), reasons.map(R::as_str));
     }

@@ -273,10 +273,13 @@ fn function_name() -> &'static str {
 }
 
 /// Runs the API Gateway Lambda authorizer until the runtime stops it: the keys, the
-/// revocation mirror and the route rules (`AUTHORIZER_ROUTE_RULES`) are built once, and
-/// nothing else (no hasher, no mailer); each event is decided by
-/// [`crate::auth::authorizer::authorize_request`]. A revocation check that cannot be made
-/// fails the invocation (API Gateway answers 500; see the authorizer module for why).
+/// revocation mirror, the route rules (`AUTHORIZER_ROUTE_RULES`) and the audit sink (lazy)
+/// are built once, and nothing else (no hasher, no mailer, no settling extension); each event
+/// is decided by [`crate::auth::authorizer::authorize_request`]. A revocation check that
+/// cannot be made fails the invocation (API Gateway answers 500; see the authorizer module
+/// for why). A valid token refused by the route's rules is audited, and the event stored
+/// before the deny is returned (the only invocations that write: an allow waits for
+/// nothing, so the extension the HTTP functions register would only add work to each).
 pub async fn run_authorizer() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let config = Config::from_env()?;

@@ -65,6 +65,7 @@ impl Authorizer {
             self.state.authenticator.tokens(),
             self.state.authenticator.revocations(),
             &self.rules,
+            &self.state.audit,
             &parse_event(event),
         )
         .await
@@ -317,13 +318,21 @@ async fn a_token_revoked_by_logout_is_denied_at_once() {
     assert_denied(&response, "after logout-all");
 }
 
+/// The refusals of valid tokens in the trail of `user`, as the admin reads them: the
+/// `admin_access_denied` and `route_access_denied` events, newest first.
+async fn refusals_in_trail(app: &TestApp, admin: &TestUser, user: &TestUser) -> Vec<Value> {
+    let mut events = app.audit_trail(&admin.tokens.access_token, &user.id).await;
+    events.retain(|e| e["type"] == "admin_access_denied" || e["type"] == "route_access_denied");
+    events
+}
+
 #[tokio::test]
 async fn a_user_token_is_denied_on_admin_routes() {
-    let app = TestApp::spawn().await;
+    let (app, admin) = TestApp::spawn_with_admin().await;
     let user = app.new_user().await;
     let authorizer = Authorizer::of(&app).await;
     let id = Uuid::new_v4();
-    for (route, path) in [
+    let routes = [
         ("GET /v1/admin/users", "/v1/admin/users".to_owned()),
         ("POST /v1/admin/users", "/v1/admin/users".to_owned()),
         ("GET /v1/admin/users/{id}", format!("/v1/admin/users/{id}")),
@@ -340,9 +349,10 @@ async fn a_user_token_is_denied_on_admin_routes() {
             format!("/v1/admin/users/{id}/audit"),
         ),
         ("ANY /v1/admin/{proxy+}", "/v1/admin/anything".to_owned()),
-    ] {
+    ];
+    for (route, path) in &routes {
         let response = authorizer
-            .decide_for(route, &path, &user.tokens.access_token)
+            .decide_for(route, path, &user.tokens.access_token)
             .await;
         assert_denied(&response, route);
     }
@@ -351,6 +361,79 @@ async fn a_user_token_is_denied_on_admin_routes() {
         .decide_for("GET /v1/reports", "/v1/reports", &user.tokens.access_token)
         .await;
     assert_denied(&response, "unlisted route");
+
+    // Each refusal is in the user's trail as the admin audit route shows it, stored by the
+    // time the authorizer answered (no waiting here: a Lambda is frozen once it answers).
+    let refusals = refusals_in_trail(&app, &admin, &user).await;
+    assert_eq!(
+        refusals.len(),
+        routes.len() + 1,
+        "one event per refusal: {refusals:#?}"
+    );
+    let sid = claims_of(&user.tokens.access_token)["sid"].clone();
+    let operations = |kind: &str| {
+        let mut operations: Vec<String> = refusals
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .map(|e| e["changes"].as_str().expect("the operation").to_owned())
+            .collect();
+        operations.sort();
+        operations
+    };
+    let mut expected: Vec<String> = routes.iter().map(|(r, _)| r.to_string()).collect();
+    expected.sort();
+    assert_eq!(operations("admin_access_denied"), expected, "{refusals:#?}");
+    // Not one of this service's admin routes: a route refusal, not an admin one.
+    assert_eq!(operations("route_access_denied"), ["GET /v1/reports"]);
+    for event in &refusals {
+        let reason = if event["type"] == "admin_access_denied" {
+            "not_admin"
+        } else {
+            "role_refused"
+        };
+        assert_eq!(event["reason"], json!(reason), "{event}");
+        assert_eq!(event["outcome"], json!("failure"), "{event}");
+        assert_eq!(event["session_id"], sid, "{event}");
+        assert_eq!(
+            event["ip"],
+            json!("203.0.113.7"),
+            "the event's sourceIp: {event}"
+        );
+        assert_eq!(event["actor_id"], Value::Null, "{event}");
+    }
+
+    // A token the authorizer cannot trust names no one: its deny records nothing, even if
+    // its claims name the user.
+    let (stranger, _) = SigningKey::generate_es256();
+    let token = &user.tokens.access_token;
+    let foreign = stranger.sign(
+        Some(&user_service_tests::jwt::kid_of(token)),
+        &claims_of(token),
+    );
+    let key = SigningKey::from_key_file(app.key_file(), "ES256");
+    let t = now();
+    let expired = key.resign(token, |c| {
+        c["iat"] = json!(t - 1000);
+        c["exp"] = json!(t - 60);
+    });
+    let revoked = app.login_ok(&user.email, &user.password).await.access_token;
+    expect_status(app.logout(&revoked, None).await, 204).await;
+    for (what, token) in [
+        ("foreign key", foreign.as_str()),
+        ("expired", expired.as_str()),
+        ("revoked", revoked.as_str()),
+        ("garbage", "not-a-jwt"),
+    ] {
+        let response = authorizer
+            .decide_for("GET /v1/admin/users", "/v1/admin/users", token)
+            .await;
+        assert_denied(&response, what);
+    }
+    assert_eq!(
+        refusals_in_trail(&app, &admin, &user).await.len(),
+        routes.len() + 1,
+        "a denied invalid token records nothing"
+    );
 }
 
 #[tokio::test]

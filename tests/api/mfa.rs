@@ -740,6 +740,7 @@ async fn the_authorizer_passes_amr_on_and_a_route_rule_can_demand_otp() {
                 state.authenticator.tokens(),
                 state.authenticator.revocations(),
                 &rules,
+                &state.audit,
                 &event,
             )
             .await

@@ -230,6 +230,7 @@ async fn deleting_a_session_ends_it_at_once_on_every_instance_and_in_the_authori
                 state.authenticator.tokens(),
                 state.authenticator.revocations(),
                 &rules,
+                &state.audit,
                 &event,
             )
             .await

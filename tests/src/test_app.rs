@@ -749,6 +749,24 @@ impl TestApp {
         }
     }
 
+    /// The newest events (up to 100) of the trail of user `id`, as an admin with `token`
+    /// reads them through `GET /v1/admin/users/{id}/audit` (asserted to answer 200).
+    pub async fn audit_trail(&self, token: &str, id: &str) -> Vec<Value> {
+        let path = format!("/v1/admin/users/{id}/audit?limit=100");
+        let page = crate::expect_json(self.get_authed(&path, token).await, 200).await;
+        page["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("an audit page has events: {page}"))
+            .clone()
+    }
+
+    /// The events of type `kind` in the trail of user `id` ([`Self::audit_trail`]).
+    pub async fn audit_events_of(&self, token: &str, id: &str, kind: &str) -> Vec<Value> {
+        let mut events = self.audit_trail(token, id).await;
+        events.retain(|e| e["type"] == kind);
+        events
+    }
+
     /// GET /v1/admin/users?`query` (`query` is a raw query string, possibly empty).
     pub async fn admin_list(&self, token: &str, query: &str) -> Response {
         let path = if query.is_empty() {

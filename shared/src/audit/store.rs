@@ -60,7 +60,8 @@ pub struct StoredEvent {
     #[schema(required = true)]
     pub session_id: Option<Uuid>,
     /// The fields an admin action changed (names, never values); for
-    /// `admin_access_denied`, the refused operation (`GET /v1/admin/users`).
+    /// `admin_access_denied` and `route_access_denied`, the refused operation
+    /// (`GET /v1/admin/users`).
     #[schema(required = true)]
     pub changes: Option<String>,
     /// For an email change: the address before.

@@ -20,6 +20,25 @@
 //! and never logs the token: one event per decision names the user, the route, the decision
 //! and the reason.
 //!
+//! # Refusals of a valid token are audited
+//!
+//! When the token is authentic and unrevoked but the route's rules refuse its role, or ask
+//! for a second factor its session did not pass, the refusal goes into the caller's audit
+//! trail, as the admin routes of the local server record it themselves
+//! ([`crate::http::extract::AdminCaller`]): on one of this service's admin routes an
+//! `admin_access_denied` (`not_admin` or `second_factor_missing`), on any other route (another
+//! API's `AUTHORIZER_ROUTE_RULES`, a route no rule names) a `route_access_denied`
+//! (`role_refused` or `second_factor_missing`), each with the route key as the operation,
+//! the user, the session and API Gateway's `sourceIp`. A bad, expired or revoked token is
+//! not recorded: it names no user that can be trusted.
+//!
+//! The event is stored before the deny is returned: Lambda freezes the sandbox as soon as
+//! the invocation ends, and a write left running would stall until the next invocation (or
+//! be lost). Only such denials wait for a write (at most [`AUDIT_DEADLINE`]); an allow, and
+//! every other deny, writes nothing and waits for nothing. A write that fails or takes too
+//! long is logged (the event itself is in the log either way) and the answer is still the
+//! deny: storing the event never turns it into an allow or an error.
+//!
 //! # A dependency outage is an error, not a deny
 //!
 //! If revocation cannot be checked (Redis and Postgres both unreachable), the handler fails
@@ -70,6 +89,8 @@
 //!   `["$request.header.Authorization", "$context.routeKey"]` (token first: this module
 //!   reads the first entry) whenever the cache is on.
 
+use std::time::Duration;
+
 use aws_lambda_events::event::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
@@ -81,8 +102,13 @@ use super::revocation::Revocations;
 use super::rules::{Permission, RouteRules};
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
+use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
 use crate::domain::Amr;
 use crate::telemetry::ErrorChain;
+
+/// The longest a deny waits for its audit event to be stored (the function's `Timeout` is
+/// 5 s; a write takes milliseconds when all is well). Past it the deny is returned anyway.
+pub const AUDIT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// This service's routes that admit a revoked token (see [`authorize_request`]): logout and
 /// session deletion, the revocations a caller may have to repeat with a token that the
@@ -102,15 +128,23 @@ pub struct Authorizer {
     tokens: AccessTokens,
     revocations: Revocations,
     rules: RouteRules,
+    audit: AuditSink,
 }
 
 impl Authorizer {
-    /// The authorizer of a deployment: its keys and revocation mirror, and `rules`.
-    pub fn new(tokens: AccessTokens, revocations: Revocations, rules: RouteRules) -> Self {
+    /// The authorizer of a deployment: its keys and revocation mirror, `rules`, and the
+    /// audit sink its refusals of valid tokens go to.
+    pub fn new(
+        tokens: AccessTokens,
+        revocations: Revocations,
+        rules: RouteRules,
+        audit: AuditSink,
+    ) -> Self {
         Self {
             tokens,
             revocations,
             rules,
+            audit,
         }
     }
 
@@ -119,16 +153,26 @@ impl Authorizer {
         &self,
         event: &ApiGatewayV2CustomAuthorizerV2Request,
     ) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse, AuthorizerUnavailable> {
-        authorize_request(&self.tokens, &self.revocations, &self.rules, event).await
+        authorize_request(
+            &self.tokens,
+            &self.revocations,
+            &self.rules,
+            &self.audit,
+            event,
+        )
+        .await
     }
 }
 
 /// Decides whether API Gateway may pass `event`'s request on: an allow with the caller in the
-/// context, a deny, or [`AuthorizerUnavailable`] when revocation cannot be checked.
+/// context, a deny, or [`AuthorizerUnavailable`] when revocation cannot be checked. A deny of
+/// a valid token by the route's rules is stored in `audit` before this returns (see the
+/// module docs).
 pub async fn authorize_request(
     tokens: &AccessTokens,
     revocations: &Revocations,
     rules: &RouteRules,
+    audit: &AuditSink,
     event: &ApiGatewayV2CustomAuthorizerV2Request,
 ) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse, AuthorizerUnavailable> {
     let route = event
@@ -141,15 +185,16 @@ pub async fn authorize_request(
         log_decision(None, route, request_id, Decision::Deny("no_token"));
         return Ok(deny());
     };
-    let caller = match super::authorize(tokens, revocations, token).await {
-        Ok(authorized) => authorized.caller,
+    // `revoked`: a revoked token let through to finish its own revocation.
+    let (caller, revoked) = match super::authorize(tokens, revocations, token).await {
+        Ok(authorized) => (authorized.caller, false),
         // The repeat of a logout (or session deletion) that an outage cut short: its token is
         // revoked by then, and the function finishes the revocation (or answers 401 if there
         // is none to finish).
         Err(AuthError::Revoked(caller))
             if REPEATABLE_REVOCATION_ROUTES.contains(&route) && rules.is_service_default() =>
         {
-            caller
+            (caller, true)
         }
         Err(AuthError::Revoked(_)) => {
             log_decision(None, route, request_id, Decision::Deny("revoked"));
@@ -172,21 +217,22 @@ pub async fn authorize_request(
             return Err(AuthorizerUnavailable(e));
         }
     };
-    match rules.allows(route, caller.role, caller.amr) {
-        Permission::Allowed => {}
-        Permission::RoleRefused => {
-            log_decision(Some(&caller), route, request_id, Decision::Deny("role"));
-            return Ok(deny());
+    let permission = rules.allows(route, caller.role, caller.amr);
+    if permission != Permission::Allowed {
+        let reason = match permission {
+            Permission::SecondFactorMissing => "second_factor",
+            _ => "role",
+        };
+        log_decision(Some(&caller), route, request_id, Decision::Deny(reason));
+        // A revoked token names no one who may still act: nothing to put in a trail.
+        if !revoked {
+            store_refusal(
+                audit,
+                refusal_event(rules, &caller, route, permission, event),
+            )
+            .await;
         }
-        Permission::SecondFactorMissing => {
-            log_decision(
-                Some(&caller),
-                route,
-                request_id,
-                Decision::Deny("second_factor"),
-            );
-            return Ok(deny());
-        }
+        return Ok(deny());
     }
     // `authorize` accepted exactly this token, so its claims are authentic; read `jti` and
     // the millisecond issue instant from them for the context.
@@ -206,6 +252,63 @@ pub async fn authorize_request(
         "amr": caller.amr.to_spaced(),
     });
     Ok(response)
+}
+
+/// The audit event of a valid token refused by the route's rules (see the module docs).
+fn refusal_event(
+    rules: &RouteRules,
+    caller: &Caller,
+    route: &str,
+    permission: Permission,
+    event: &ApiGatewayV2CustomAuthorizerV2Request,
+) -> AuditEvent {
+    let second_factor = permission == Permission::SecondFactorMissing;
+    let (kind, reason) = if rules.is_service_admin_route(route) {
+        let reason = if second_factor {
+            AuditReason::SecondFactorMissing
+        } else {
+            AuditReason::NotAdmin
+        };
+        (AuditKind::AdminAccessDenied, reason)
+    } else {
+        let reason = if second_factor {
+            AuditReason::SecondFactorMissing
+        } else {
+            AuditReason::RoleRefused
+        };
+        (AuditKind::RouteAccessDenied, reason)
+    };
+    let ip = event
+        .request_context
+        .http
+        .source_ip
+        .as_deref()
+        .and_then(|ip| ip.trim().parse().ok());
+    let mut audit = AuditEvent::failure(kind, reason)
+        .user(caller.user_id)
+        .session(caller.session_id)
+        .ip(ip);
+    // The route key: a method and a template, never a concrete path.
+    if !route.is_empty() {
+        audit = audit.operation(route.to_owned());
+    }
+    audit
+}
+
+/// Records `event` and waits until it is stored, at most [`AUDIT_DEADLINE`]; whatever
+/// happens to the write, it returns (the deny stands).
+async fn store_refusal(audit: &AuditSink, event: AuditEvent) {
+    event.record(audit);
+    // The writer logs a write it gives up; a deadline passed is logged here.
+    if tokio::time::timeout(AUDIT_DEADLINE, audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            target: "authorizer",
+            "audit event not stored by the deadline; denied anyway (the event is in the log)"
+        );
+    }
 }
 
 fn deny() -> ApiGatewayV2CustomAuthorizerSimpleResponse {
@@ -335,6 +438,76 @@ mod tests {
         assert_eq!(bearer_of_event(&event), Some("from-header"));
         event.headers.clear();
         assert_eq!(bearer_of_event(&event), None);
+    }
+
+    #[test]
+    fn a_refusal_is_an_admin_access_denied_on_this_services_admin_routes_only() {
+        let caller = Caller {
+            user_id: uuid::Uuid::now_v7(),
+            role: Role::User,
+            session_id: uuid::Uuid::now_v7(),
+            amr: Amr::PASSWORD,
+        };
+        let event_of = |route: &str| -> ApiGatewayV2CustomAuthorizerV2Request {
+            serde_json::from_value(json!({
+                "version": "2.0",
+                "type": "REQUEST",
+                "routeKey": route,
+                "requestContext": {"http": {"method": "GET", "path": "/x", "sourceIp": "198.51.100.7"}}
+            }))
+            .expect("event")
+        };
+        let service = RouteRules::service_default(true).expect("built-in rules are valid");
+        let other = RouteRules::from_json(
+            r#"{"POST /v1/payments": {"roles": ["user", "admin"], "amr": ["otp"]}}"#,
+        )
+        .expect("rules");
+        for (rules, route, permission, kind, reason) in [
+            (
+                &service,
+                "GET /v1/admin/users/{id}",
+                Permission::RoleRefused,
+                AuditKind::AdminAccessDenied,
+                AuditReason::NotAdmin,
+            ),
+            (
+                &service,
+                "ANY /v1/admin/{proxy+}",
+                Permission::SecondFactorMissing,
+                AuditKind::AdminAccessDenied,
+                AuditReason::SecondFactorMissing,
+            ),
+            (
+                &service,
+                "GET /v1/reports",
+                Permission::RoleRefused,
+                AuditKind::RouteAccessDenied,
+                AuditReason::RoleRefused,
+            ),
+            (
+                &other,
+                "POST /v1/payments",
+                Permission::SecondFactorMissing,
+                AuditKind::RouteAccessDenied,
+                AuditReason::SecondFactorMissing,
+            ),
+            (
+                &other,
+                "GET /v1/admin/users",
+                Permission::RoleRefused,
+                AuditKind::RouteAccessDenied,
+                AuditReason::RoleRefused,
+            ),
+        ] {
+            let event = refusal_event(rules, &caller, route, permission, &event_of(route));
+            assert_eq!(event.kind, kind, "{route}");
+            assert_eq!(event.reason, Some(reason), "{route}");
+            assert_eq!(event.outcome, crate::audit::Outcome::Failure, "{route}");
+            assert_eq!(event.changes.as_deref(), Some(route), "the operation");
+            assert_eq!(event.user_id, Some(caller.user_id));
+            assert_eq!(event.session_id, Some(caller.session_id));
+            assert_eq!(event.ip, Some("198.51.100.7".parse().expect("ip")));
+        }
     }
 
     #[test]

@@ -335,6 +335,19 @@ impl RouteRules {
         self.service_default
     }
 
+    /// Whether `route_key` is one of this service's admin routes: these are this service's
+    /// own rules, and what applies to the route grants the admin role alone (the routes
+    /// `ADMIN_REQUIRES_MFA` asks a second factor of).
+    pub fn is_service_admin_route(&self, route_key: &str) -> bool {
+        let admin_only = |grant: &Grant| grant.roles == [Role::Admin];
+        self.service_default
+            && match self.allowed_roles(route_key) {
+                Allowed::Roles(grant) => admin_only(grant),
+                Allowed::All(grants) => !grants.is_empty() && grants.into_iter().all(admin_only),
+                Allowed::Nobody => false,
+            }
+    }
+
     /// The configured rules (`AUTHORIZER_ROUTE_RULES`), else [`Self::service_default`].
     pub fn from_config(config: &Config) -> Result<Self, RulesError> {
         match config.authorizer_route_rules.as_deref() {
@@ -489,6 +502,34 @@ mod tests {
             assert!(permits(&r, route, Admin), "{route}");
             assert!(!permits(&r, route, User), "{route}");
         }
+    }
+
+    #[test]
+    fn the_admin_routes_are_the_service_defaults_admin_only_ones() {
+        for mfa in [false, true] {
+            let r = RouteRules::service_default(mfa).expect("built-in rules are valid");
+            for route in [
+                "GET /v1/admin/users",
+                "GET /v1/admin/users/{id}/audit",
+                "ANY /v1/admin/{proxy+}",
+                "ANY /v1/admin",
+            ] {
+                assert!(r.is_service_admin_route(route), "{route}");
+            }
+            for route in [
+                "GET /v1/users/me",
+                "POST /v1/auth/logout",
+                "GET /v1/reports",
+                "GET /v1/administrators",
+                "$default",
+                "",
+            ] {
+                assert!(!r.is_service_admin_route(route), "{route}");
+            }
+        }
+        // Another API's rules name no admin route of this service, whatever they say.
+        let other = rules(r#"{"ANY /v1/admin/{proxy+}": ["admin"]}"#);
+        assert!(!other.is_service_admin_route("GET /v1/admin/users"));
     }
 
     #[test]
