@@ -4,7 +4,8 @@
 //! named key decrypts, `current` encrypts. A key is any text of at least 32 characters of
 //! high entropy (Secrets Manager's generated passwords, or what [`add_key_to_file`] writes);
 //! the AES-256 key is its SHA-256. It comes from:
-//! - locally, the file `MFA_KEY_FILE`, created with mode 0600 and one new key when missing;
+//! - locally, the file `MFA_KEY_FILE`, created with mode 0600 and one new key when missing,
+//!   read again whenever it changes;
 //! - on AWS, the Secrets Manager secret `MFA_KEYS_SECRET_ARN`, read on first use and again
 //!   after `SECRETS_REFRESH_SECONDS` or when a ciphertext names a key not yet seen.
 //!
@@ -73,7 +74,13 @@ struct KeyTable {
 #[derive(Clone)]
 pub struct MfaKeys {
     source: Source,
-    loaded: Arc<Mutex<Option<Arc<KeyTable>>>>,
+    loaded: Arc<Mutex<Option<Loaded>>>,
+}
+
+/// The key table and the key file's modification time it was read at (`None` for a secret).
+struct Loaded {
+    table: Arc<KeyTable>,
+    modified: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for MfaKeys {
@@ -157,27 +164,45 @@ impl MfaKeys {
         secret
     }
 
-    /// The key table, loaded on first use or when `reload` asks for it.
+    /// The key table: loaded on first use; read again when the key file changed (a running
+    /// server picks up `user-service mfa new-key` at once), when the secret's refresh
+    /// interval has passed, or when `reload` asks for it.
     async fn table(&self, reload: bool) -> Result<Arc<KeyTable>, MfaKeyError> {
         let mut loaded = self.loaded.lock().await;
-        if let Some(table) = loaded.as_ref()
-            && !reload
-            && !matches!(self.source, Source::Secret(_))
-        {
-            return Ok(table.clone());
-        }
-        let json = match &self.source {
-            Source::File(path) => read_or_create_file(path).await,
+        let (json, modified) = match &self.source {
+            Source::File(path) => {
+                let modified = tokio::fs::metadata(path)
+                    .await
+                    .and_then(|m| m.modified())
+                    .ok();
+                if let Some(current) = loaded.as_ref()
+                    && !reload
+                    && modified.is_some()
+                    && current.modified == modified
+                {
+                    return Ok(current.table.clone());
+                }
+                let json = read_or_create_file(path)
+                    .await
+                    .map_err(MfaKeyError::Unavailable)?;
+                let modified = tokio::fs::metadata(path)
+                    .await
+                    .and_then(|m| m.modified())
+                    .ok();
+                (json, modified)
+            }
             Source::Secret(secret) => {
                 if reload {
                     secret.invalidate().await;
                 }
-                secret.get().await
+                (secret.get().await.map_err(MfaKeyError::Unavailable)?, None)
             }
-        }
-        .map_err(MfaKeyError::Unavailable)?;
+        };
         let table = Arc::new(parse(&json).map_err(MfaKeyError::Unavailable)?);
-        *loaded = Some(table.clone());
+        *loaded = Some(Loaded {
+            table: table.clone(),
+            modified,
+        });
         Ok(table)
     }
 }
@@ -329,8 +354,9 @@ mod tests {
         ));
 
         assert_eq!(add_key_to_file(&path).await.expect("new key"), "k2");
-        // A fresh process (or a reload on an unknown id) sees the new key; the old one still
-        // decrypts.
+        // The running instance sees the new key at once (the file changed), as does a fresh
+        // process; the old key still decrypts.
+        assert_eq!(keys.current_id().await.expect("keys"), "k2");
         let rotated = MfaKeys::file(&path);
         assert_eq!(rotated.current_id().await.expect("keys"), "k2");
         assert_eq!(

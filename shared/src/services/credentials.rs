@@ -146,17 +146,7 @@ impl Credentials {
         purpose: Purpose,
     ) -> Result<bool, CheckError> {
         let user_id = record.map(|r| r.user.id);
-        let begun = self
-            .limits
-            .login_begin(email)
-            .await
-            .map_err(DependencyError::from)?;
-        if let Verdict::Limited { retry_after_secs } = begun {
-            purpose
-                .event(AuditReason::AccountLocked, user_id, ip)
-                .record(&self.audit);
-            return Err(CheckError::RateLimited { retry_after_secs });
-        }
+        self.begin(email, user_id, ip, purpose).await?;
         let verdict = match record {
             None => self.hasher.verify_dummy(attempt).await.map(|()| None),
             Some(record) => self
@@ -167,9 +157,7 @@ impl Credentials {
         };
         let refusal = match verdict {
             Err(e) => {
-                if let Err(e) = self.limits.login_abandoned(email).await {
-                    tracing::warn!(error = %ErrorChain(&e), "could not release the login attempt");
-                }
+                self.abandoned(email).await;
                 return Err(DependencyError::from(e).into());
             }
             Ok(None) => AuditReason::UnknownEmail,
@@ -184,8 +172,8 @@ impl Credentials {
                 // With two-factor login on, only the second factor clears the count.
                 if !record.is_some_and(|r| r.user.mfa_enabled) {
                     self.cleared(email).await;
-                } else if let Err(e) = self.limits.login_abandoned(email).await {
-                    tracing::warn!(error = %ErrorChain(&e), "could not release the login attempt");
+                } else {
+                    self.abandoned(email).await;
                 }
                 return Ok(needs_rehash);
             }
@@ -211,22 +199,10 @@ impl Credentials {
     ) -> Result<T, CheckError> {
         let email = &record.user.email;
         let user_id = Some(record.user.id);
-        let begun = self
-            .limits
-            .login_begin(email)
-            .await
-            .map_err(DependencyError::from)?;
-        if let Verdict::Limited { retry_after_secs } = begun {
-            purpose
-                .event(AuditReason::AccountLocked, user_id, ip)
-                .record(&self.audit);
-            return Err(CheckError::RateLimited { retry_after_secs });
-        }
+        self.begin(email, user_id, ip, purpose).await?;
         match verify.await {
             Err(e) => {
-                if let Err(e) = self.limits.login_abandoned(email).await {
-                    tracing::warn!(error = %ErrorChain(&e), "could not release the login attempt");
-                }
+                self.abandoned(email).await;
                 Err(e.into())
             }
             Ok(Some(found)) => {
@@ -240,6 +216,36 @@ impl Credentials {
                 self.count_failure(email, Some(record), ip, purpose).await;
                 Err(CheckError::Wrong)
             }
+        }
+    }
+
+    /// The account's lockout: refuses (and audits) the attempt while the account is locked,
+    /// else reserves the attempt's slot.
+    async fn begin(
+        &self,
+        email: &Email,
+        user_id: Option<Uuid>,
+        ip: Option<IpAddr>,
+        purpose: Purpose,
+    ) -> Result<(), CheckError> {
+        let begun = self
+            .limits
+            .login_begin(email)
+            .await
+            .map_err(DependencyError::from)?;
+        if let Verdict::Limited { retry_after_secs } = begun {
+            purpose
+                .event(AuditReason::AccountLocked, user_id, ip)
+                .record(&self.audit);
+            return Err(CheckError::RateLimited { retry_after_secs });
+        }
+        Ok(())
+    }
+
+    /// An attempt ended without a verdict: its reserved slot is released.
+    async fn abandoned(&self, email: &Email) {
+        if let Err(e) = self.limits.login_abandoned(email).await {
+            tracing::warn!(error = %ErrorChain(&e), "could not release the login attempt");
         }
     }
 

@@ -40,13 +40,7 @@ impl Accounts {
         caller: Caller,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        let user = self
-            .parts
-            .db
-            .user_by_id(caller.user_id)
-            .await?
-            .ok_or(AccountError::CallerGone)?
-            .user;
+        let user = self.caller_record(caller).await?.user;
         let event = AuditEvent::success(AuditKind::EmailVerificationRequested)
             .user(user.id)
             .session(caller.session_id)

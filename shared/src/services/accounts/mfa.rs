@@ -36,12 +36,7 @@ impl Accounts {
         current_password: &str,
         ip: Option<IpAddr>,
     ) -> Result<TotpSetup, AccountError> {
-        let record = self
-            .parts
-            .db
-            .user_by_id(caller.user_id)
-            .await?
-            .ok_or(AccountError::CallerGone)?;
+        let record = self.caller_record(caller).await?;
         if record.user.mfa_enabled {
             return Err(AccountError::MfaAlreadyEnabled);
         }
@@ -139,12 +134,7 @@ impl Accounts {
         code: &str,
         ip: Option<IpAddr>,
     ) -> Result<(), AccountError> {
-        let record = self
-            .parts
-            .db
-            .user_by_id(caller.user_id)
-            .await?
-            .ok_or(AccountError::CallerGone)?;
+        let record = self.caller_record(caller).await?;
         if !record.user.mfa_enabled {
             return Err(AccountError::MfaNotEnabled);
         }

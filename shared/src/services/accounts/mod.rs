@@ -408,12 +408,7 @@ impl Accounts {
         kind: AuditKind,
         ip: Option<IpAddr>,
     ) -> Result<crate::db::users::UserRecord, AccountError> {
-        let record = self
-            .parts
-            .db
-            .user_by_id(caller.user_id)
-            .await?
-            .ok_or(AccountError::CallerGone)?;
+        let record = self.caller_record(caller).await?;
         let purpose = Purpose::Reauthentication {
             kind,
             session_id: caller.session_id,
@@ -427,6 +422,18 @@ impl Accounts {
             .check(&record.user.email, Some(&record), &attempt, ip, purpose)
             .await?;
         Ok(record)
+    }
+
+    /// The caller's own account as it is now ([`AccountError::CallerGone`] once deleted).
+    async fn caller_record(
+        &self,
+        caller: Caller,
+    ) -> Result<crate::db::users::UserRecord, AccountError> {
+        self.parts
+            .db
+            .user_by_id(caller.user_id)
+            .await?
+            .ok_or(AccountError::CallerGone)
     }
 
     /// One user, for an admin.
