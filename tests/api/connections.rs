@@ -1,4 +1,4 @@
-//! The local server's connection limits (README, configuration): the header-read timeout,
+//! The local server's connection limits (docs/configuration.md): the header-read timeout,
 //! the idle timeout of kept-alive connections, and the cap on open connections, seen from a
 //! raw TCP client.
 
