@@ -17,6 +17,13 @@
 # shares the compiled dependencies, and cargo's own fingerprints make a re-run with no change
 # a no-op per function.
 #
+# Before SAM, one `cargo lambda build` of every function crate at once, with exactly SAM's
+# flags: one cargo invocation compiles the core library once and links the functions on all
+# cores, where SAM's one-by-one invocations link one at a time. SAM's own per-function builds
+# then find everything fresh and only copy. This works because every function crate has the
+# same features (each enables `ses`): with different ones, SAM's build of a function would
+# compile the core library again for its own feature set.
+#
 # The arm64 build cache is its own directory outside the clone, LAMBDA_CARGO_TARGET_DIR
 # (default ~/.cache/user-service/target-lambda): in the x86 test cache it would wait on that
 # cache's lock whenever a test build runs (they share no artifacts anyway: other target,
@@ -92,6 +99,16 @@ if ((${#SKIPPED[@]})); then
     [[ -z "${CI:-}" ]] || die "functions without a crate: ${SKIPPED[*]}"
     log "WARNING: not built, their crates do not exist yet: ${SKIPPED[*]}"
 fi
+
+PACKAGES=()
+for entry in "${FUNCTIONS[@]}"; do
+    read -r _ code_uri <<<"$entry"
+    [[ -f "$code_uri/Cargo.toml" ]] && PACKAGES+=(-p "fn-${code_uri#functions/}")
+done
+log "cargo lambda build of ${#FUNCTIONS[@]} functions at once; cargo cache $CARGO_TARGET_DIR"
+started=$SECONDS
+cargo lambda build --release --arm64 "${PACKAGES[@]}"
+log "cargo lambda build took $(fmt_duration $((SECONDS - started)))"
 
 log "sam build: ${#FUNCTIONS[@]} functions, ${#SKIPPED[@]} left out; cargo cache $CARGO_TARGET_DIR"
 started=$SECONDS

@@ -405,16 +405,26 @@ class Checks:
                     grants.append((where, ses, targets if isinstance(targets, list) else [targets]))
         return grants
 
+    # The functions that send email: a link (verification, email change, reset), a security
+    # notice, or the lockout notice of a password or code check. Add a function here when it
+    # starts sending; its Lambda test (tests/lambda) shows the mail arriving.
+    SENDERS = frozenset({
+        "admin-create-user", "admin-update-user", "change-email", "change-password",
+        "forgot-password", "login", "login-mfa", "mfa-confirm", "mfa-disable", "mfa-setup",
+        "register", "resend-verification", "reset-password", "verify-email",
+    })
+
     def mail_senders(self):
         """Only forgot-password could send: every other function that emails would have
         run without MAIL_BACKEND=ses or without the right to send. Least privilege both ways:
-        the SES grant goes to exactly the functions whose crate builds the SES client."""
-        senders = set()
+        the SES grant and MAIL_BACKEND=ses go to exactly the functions that send (SENDERS).
+        Every function crate builds the SES client (one feature set, so `sam build` compiles
+        the core library once); a build without it could not start with MAIL_BACKEND=ses."""
+        senders = set(self.SENDERS)
         for cargo in sorted((ROOT / "functions").glob("*/Cargo.toml")):
-            if self.enables_ses(tomllib.loads(cargo.read_text())):
-                senders.add(cargo.parent.name)
-        if not senders:
-            self.fail("no function crate enables the ses feature (forgot-password at least sends)")
+            if not self.enables_ses(tomllib.loads(cargo.read_text())):
+                self.fail(f"{cargo.relative_to(ROOT)}: does not enable user-service's ses feature "
+                          "(every function builds with one feature set; see its comment)")
         for label, overrides in (("without MailFrom", {}), ("with MailFrom", self.MAIL_SCENARIO)):
             with_mail = bool(overrides)
             resources = Scenario(self.t, overrides).resources()
@@ -429,7 +439,7 @@ class Checks:
                 else:
                     self.fail(f"{name}: its code is not a functions/<crate> folder ({key!r})")
             for crate in sorted(senders - set(functions)):
-                self.fail(f"functions/{crate} enables the ses feature but no function of the template builds it")
+                self.fail(f"functions/{crate} is listed as a sender but no function of the template builds it")
             for crate, name in sorted(functions.items()):
                 props = resources[name]["Properties"]
                 env = props.get("Environment", {}).get("Variables", {})
@@ -439,10 +449,10 @@ class Checks:
                 where = f"{name} (functions/{crate}, {label})"
                 if crate not in senders:
                     for source, actions, _ in grants:
-                        self.fail(f"{where}: {', '.join(sorted(actions))} granted by {source}, but its crate "
-                                  "does not enable the ses feature (least privilege: only senders may send)")
+                        self.fail(f"{where}: {', '.join(sorted(actions))} granted by {source}, but it sends no "
+                                  "email (least privilege: only SENDERS may send)")
                     if env.get("MAIL_BACKEND") == "ses":
-                        self.fail(f"{where}: MAIL_BACKEND=ses in a build without the ses feature (it would not start)")
+                        self.fail(f"{where}: MAIL_BACKEND=ses, but it sends no email (not in SENDERS)")
                     continue
                 if env.get("MAIL_BACKEND") != "ses":
                     self.fail(f"{where}: MAIL_BACKEND is {env.get('MAIL_BACKEND')!r}, not 'ses' (the log back "
