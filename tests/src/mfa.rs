@@ -46,21 +46,6 @@ impl Enrolled {
 }
 
 impl crate::TestApp {
-    /// `POST path` with `user`'s access token and `body`.
-    pub async fn post_authed(
-        &self,
-        path: &str,
-        token: &str,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.request(reqwest::Method::POST, path)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
     /// Starts a two-factor set-up for `user`; returns the base32 secret.
     pub async fn start_mfa_setup(&self, user: &crate::TestUser) -> String {
         let body = crate::expect_json(

@@ -505,6 +505,16 @@ impl TestApp {
         })
     }
 
+    /// POST `body` to `path` with the access token `token`.
+    pub async fn post_authed(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.send(
+            self.request(Method::POST, path)
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Response {
         self.send(self.request(Method::GET, path)).await

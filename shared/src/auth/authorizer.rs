@@ -24,8 +24,8 @@
 //!
 //! When the token is authentic and unrevoked but the route's rules refuse its role, or ask
 //! for a second factor its session did not pass, the refusal goes into the caller's audit
-//! trail, as the admin routes of the local server record it themselves
-//! ([`crate::http::extract::AdminCaller`]): on one of this service's admin routes an
+//! trail, as the admin routes of the local server record it themselves: on one of this
+//! service's admin routes an
 //! `admin_access_denied` (`not_admin` or `second_factor_missing`), on any other route (another
 //! API's `AUTHORIZER_ROUTE_RULES`, a route no rule names) a `route_access_denied`
 //! (`role_refused` or `second_factor_missing`), each with the route key as the operation,
@@ -263,20 +263,17 @@ fn refusal_event(
     event: &ApiGatewayV2CustomAuthorizerV2Request,
 ) -> AuditEvent {
     let second_factor = permission == Permission::SecondFactorMissing;
-    let (kind, reason) = if rules.is_service_admin_route(route) {
-        let reason = if second_factor {
-            AuditReason::SecondFactorMissing
-        } else {
-            AuditReason::NotAdmin
-        };
-        (AuditKind::AdminAccessDenied, reason)
-    } else {
-        let reason = if second_factor {
-            AuditReason::SecondFactorMissing
-        } else {
-            AuditReason::RoleRefused
-        };
-        (AuditKind::RouteAccessDenied, reason)
+    let (kind, reason) = match (rules.is_service_admin_route(route), second_factor) {
+        (true, false) => (AuditKind::AdminAccessDenied, AuditReason::NotAdmin),
+        (true, true) => (
+            AuditKind::AdminAccessDenied,
+            AuditReason::SecondFactorMissing,
+        ),
+        (false, false) => (AuditKind::RouteAccessDenied, AuditReason::RoleRefused),
+        (false, true) => (
+            AuditKind::RouteAccessDenied,
+            AuditReason::SecondFactorMissing,
+        ),
     };
     let ip = event
         .request_context

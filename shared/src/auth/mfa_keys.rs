@@ -182,13 +182,10 @@ impl MfaKeys {
                 {
                     return Ok(current.table.clone());
                 }
+                // A file created just now has no recorded time: the next use reads it again.
                 let json = read_or_create_file(path)
                     .await
                     .map_err(MfaKeyError::Unavailable)?;
-                let modified = tokio::fs::metadata(path)
-                    .await
-                    .and_then(|m| m.modified())
-                    .ok();
                 (json, modified)
             }
             Source::Secret(secret) => {

@@ -289,19 +289,20 @@ impl Sessions {
                 let Some(factor) = factors.read(user_id, code).await? else {
                     return Ok(None);
                 };
+                // A code spent already is a wrong code; a right one whose token a concurrent
+                // request spent first still counts as right for the lockout.
                 Ok(
                     match db.pass_second_step(&token_hash, user_id, factor).await? {
-                        SecondStep::Passed => Some(Some(factor)),
-                        SecondStep::TokenGone => Some(None),
                         SecondStep::CodeSpent => None,
+                        step => Some((factor, step)),
                     },
                 )
             })
             .await;
         let factor = match passed {
-            Ok(Some(factor)) => factor,
+            Ok((factor, SecondStep::Passed)) => factor,
             // A concurrent request with the same token won.
-            Ok(None) => return Err(invalid_token()),
+            Ok(_) => return Err(invalid_token()),
             Err(CheckError::Wrong) => {
                 if self.parts.db.mfa_token_failed(&token_hash).await? {
                     AuditEvent::failure(
