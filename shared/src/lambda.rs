@@ -2,26 +2,21 @@
 //!
 //! A function's `main.rs` is one call: `lambda::run(routes::login::router)`. The state is
 //! built once per cold start, never per invocation; the router gets the same common layers
-//! as the local server, plus the client IP from API Gateway's request context, plus the
-//! caller from the Lambda authorizer's context when the route has one.
+//! as the local server, plus the client IP from API Gateway's request context.
 //!
-//! # The caller from the authorizer, re-checked
+//! # The caller: the bearer token, verified here
 //!
-//! Behind the Lambda authorizer ([`crate::auth::authorizer`]), API Gateway passes the caller
-//! in `requestContext.authorizer.lambda` (`sub`, `role`, `sid`, `jti`, `iat_ms`). The
-//! signature, issuer, audience and expiry were checked there, by the same
-//! [`crate::auth::authorize`] the local server runs, so they are not checked again. But
-//! revocation is: API Gateway may have served that context from its authorizer cache
-//! (up to the cache TTL old), and the contract wants a logout, a role change or a disabled
-//! user to take effect at once. So before the handler runs, [`function_app`] asks the
-//! revocation mirror about the context's session, user and issue instant (one Redis
-//! `MGET`, Postgres if Redis is down): revoked is 401 `unauthorized`, unknowable is 503,
-//! otherwise the caller ([`Authorized`](crate::auth::Authorized)) goes into the request for the `Authenticated` extractor. A
-//! function whose route has no authorizer gets no context and the extractor verifies the
-//! bearer token itself: either way the same checks run.
-//!
-//! The context is trusted because only API Gateway can set it: a function must be invocable
-//! by API Gateway alone (no function URL, no other trigger).
+//! Behind the Lambda authorizer ([`crate::auth::authorizer`]), API Gateway also passes the
+//! authorizer's context to the function (`requestContext.authorizer.lambda`), but a function
+//! never takes its caller from it: whoever may invoke the function directly (a principal
+//! with `lambda:InvokeFunction`, a mistaken trigger) could write any `sub`, `role` and `sid`
+//! there. API Gateway forwards the `Authorization` header with the request, so the
+//! `Authenticated` extractor verifies the bearer token itself, with the same
+//! [`crate::auth::authorize`] the authorizer and the local server run: signature, issuer,
+//! audience, expiry and revocation. The verified-token cache makes the signature check of a
+//! token the authorizer has just seen nearly free, and the revocation check (one Redis
+//! `MGET`) is made on every request anyway: API Gateway may have served the authorizer's
+//! allow from its cache, and a logout, a role change or a disabled user takes effect at once.
 //!
 //! [`run_authorizer`] runs the authorizer itself (`functions/authorizer`).
 //!
@@ -58,9 +53,8 @@ use lambda_http::request::RequestContext;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tokio::sync::watch;
 
-use crate::auth::authorizer::AuthorizedContext;
 use crate::config::Config;
-use crate::http::extract::{ClientIp, RevokedCaller};
+use crate::http::extract::ClientIp;
 use crate::http::{self, ApiError, AppState, MinimumResponseTime};
 use crate::services::DependencyError;
 use crate::telemetry;
@@ -107,8 +101,8 @@ pub async fn run_with_init(
     .await
 }
 
-/// `routes` as a Lambda function serves them: the common layers, the client IP and the
-/// authorizer's caller from API Gateway's request context, and the background work settled
+/// `routes` as a Lambda function serves them: the common layers, the client IP from API
+/// Gateway's request context, and the background work settled
 /// before the response (as a function without the Extensions API does). Public for
 /// in-process tests with `lambda_http::request::from_str`.
 pub fn function_app(routes: Router<AppState>, state: AppState) -> Router {
@@ -121,10 +115,6 @@ fn serving_app(
     state: AppState,
     after_response: Option<AfterResponse>,
 ) -> Router {
-    let routes = routes.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        caller_from_authorizer,
-    ));
     let settlement = Settlement {
         state: state.clone(),
         after_response,
@@ -323,56 +313,6 @@ pub async fn run_cleanup() -> Result<(), lambda_runtime::Error> {
         },
     )))
     .await
-}
-
-/// Turns the Lambda authorizer's context into a [`Caller`](crate::auth::Caller), after re-checking revocation
-/// (see the module docs). Without an authorizer context the request passes untouched.
-async fn caller_from_authorizer(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let context = match request.extensions().get::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV2(context)) => context
-            .authorizer
-            .as_ref()
-            .filter(|authorizer| !authorizer.fields.is_empty())
-            .map(|authorizer| AuthorizedContext::from_fields(|k| authorizer.fields.get(k))),
-        _ => None,
-    };
-    let context = match context {
-        None => return next.run(request).await,
-        Some(None) => {
-            // Some other authorizer's context: ignore it, the extractor checks the token.
-            tracing::warn!("authorizer context without sub, role, sid and iat_ms; ignored");
-            return next.run(request).await;
-        }
-        Some(Some(context)) => context,
-    };
-    let caller = context.caller;
-    match state
-        .authenticator
-        .revocations()
-        .check_parts(caller.user_id, caller.session_id, context.issued_at_ms)
-        .await
-    {
-        Ok(standing) if !standing.revoked => {
-            request.extensions_mut().insert(crate::auth::Authorized {
-                caller,
-                profile: standing.profile,
-            });
-            next.run(request).await
-        }
-        Ok(_) => {
-            // Revoked since issue: only logout and session deletion take such a caller (as
-            // the repeat of a revocation cut short); every other extractor then checks the
-            // bearer token itself and answers 401.
-            tracing::info!(sub = %caller.user_id, "authorizer context revoked since issue");
-            request.extensions_mut().insert(RevokedCaller(caller));
-            next.run(request).await
-        }
-        Err(e) => ApiError::from(DependencyError::from(e)).into_response(),
-    }
 }
 
 /// Copies API Gateway's view of the client IP into the request, for [`ClientIp`].

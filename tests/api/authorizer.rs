@@ -567,25 +567,51 @@ async fn invoke_get_me(state: &AppState, event: &str) -> (u16, Value) {
 }
 
 #[tokio::test]
-async fn a_function_behind_the_authorizer_takes_the_caller_from_its_context() {
+async fn a_function_behind_the_authorizer_takes_its_caller_from_the_token_not_the_context() {
     let app = TestApp::spawn().await;
     let user = app.new_user().await;
+    let other = app.new_user().await;
     let authorizer = Authorizer::of(&app).await;
     let token = &user.tokens.access_token;
+    let bearer = format!("Bearer {token}");
     let allow = authorizer
         .decide_for("GET /v1/users/me", "/v1/users/me", token)
         .await;
     let context = assert_allowed_as(&allow, token, "user", "allow");
 
-    // No Authorization header at all: the caller can only come from the context.
-    let event = function_event("/v1/users/me", None, Some(&context));
-    let (status, body) = invoke_get_me(&authorizer.state, &event).await;
+    // As API Gateway passes it: the allow's context and the forwarded header.
+    let (status, body) = invoke_get_me(
+        &authorizer.state,
+        &function_event("/v1/users/me", Some(&bearer), Some(&context)),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id"], json!(user.id));
     assert_eq!(body["email"], json!(user.email));
 
-    // Without a context (no authorizer on the route) the function checks the token itself.
-    let bearer = format!("Bearer {token}");
+    // Invoked directly with a context and no token: even a genuine context opens nothing.
+    let (status, body) = invoke_get_me(
+        &authorizer.state,
+        &function_event("/v1/users/me", None, Some(&context)),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")));
+
+    // A context forged to name another user as an admin, beside the user's own token: the
+    // token decides.
+    let mut forged = context.clone();
+    forged["sub"] = json!(other.id);
+    forged["role"] = json!("admin");
+    forged["sid"] = json!(uuid::Uuid::new_v4().to_string());
+    let (status, body) = invoke_get_me(
+        &authorizer.state,
+        &function_event("/v1/users/me", Some(&bearer), Some(&forged)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["id"].clone(), body["role"].clone()), (json!(user.id), json!("user")));
+
+    // Without a context (no authorizer on the route) the same: the token alone decides.
     let (status, body) = invoke_get_me(
         &authorizer.state,
         &function_event("/v1/users/me", Some(&bearer), None),
@@ -599,15 +625,6 @@ async fn a_function_behind_the_authorizer_takes_the_caller_from_its_context() {
     )
     .await;
     assert_eq!((status, body["code"].clone()), (401, json!("unauthorized")));
-
-    // A context that is not ours is ignored: the token decides.
-    let foreign = json!({ "principalId": "someone", "scope": "read" });
-    let (status, _) = invoke_get_me(
-        &authorizer.state,
-        &function_event("/v1/users/me", None, Some(&foreign)),
-    )
-    .await;
-    assert_eq!(status, 401);
 }
 
 #[tokio::test]
@@ -683,6 +700,7 @@ async fn behind_the_authorizer_a_logout_cut_short_is_finished_by_its_repeat() {
     let event = HttpEvent::new("POST", "/v1/auth/logout")
         .route_key("POST /v1/auth/logout")
         .source_ip("203.0.113.7")
+        .header("authorization", &format!("Bearer {token}"))
         .authorizer_context(&context)
         .to_json()
         .to_string();

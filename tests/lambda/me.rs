@@ -1,4 +1,4 @@
-//! The caller's own account: get-me (by bearer token and behind the authorizer), update-me,
+//! The caller's own account: get-me (by bearer token, behind the authorizer too), update-me,
 //! change-password.
 
 use serde_json::json;
@@ -26,7 +26,9 @@ async fn get_me() {
         .await
         .expect_problem(401, "unauthorized");
 
-    // Behind the authorizer: its allow's context, and no Authorization header at all.
+    // Behind the authorizer: its allow's context and the forwarded header. The function
+    // verifies the token itself: the context alone, as a direct invoke could forge it,
+    // opens nothing.
     let bearer = format!("Bearer {}", user.tokens.access_token);
     let allow = authorizer
         .invoke(&authorizer_event(
@@ -36,9 +38,15 @@ async fn get_me() {
         ))
         .await;
     assert_eq!(allow["isAuthorized"], json!(true), "{allow}");
-    let behind_authorizer = HttpEvent::get("/v1/users/me").authorizer_context(&allow["context"]);
+    let behind_authorizer = HttpEvent::get("/v1/users/me")
+        .header("authorization", &bearer)
+        .authorizer_context(&allow["context"]);
     let me = get_me.http(&behind_authorizer).await.expect(200);
     assert_eq!(me["id"], json!(user.id));
+    get_me
+        .http(&HttpEvent::get("/v1/users/me").authorizer_context(&allow["context"]))
+        .await
+        .expect_problem(401, "unauthorized");
 
     // After a logout, API Gateway may still replay that allow from its cache: the function
     // re-checks revocation and refuses it.

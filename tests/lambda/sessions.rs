@@ -69,7 +69,7 @@ async fn delete_session() {
     let path = format!("/v1/users/me/sessions/{}", sid(&other));
     let route_key = "DELETE /v1/users/me/sessions/{id}";
 
-    // Behind the authorizer: its allow's context.
+    // Behind the authorizer: its allow's context and the forwarded header.
     let bearer = format!("Bearer {}", user.tokens.access_token);
     let allow = authorizer
         .invoke(&authorizer_event(route_key, &path, Some(&bearer)))
@@ -79,6 +79,7 @@ async fn delete_session() {
         .http(
             &HttpEvent::new("DELETE", &path)
                 .route_key(route_key)
+                .header("authorization", &bearer)
                 .authorizer_context(&allow["context"]),
         )
         .await;

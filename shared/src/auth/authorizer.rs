@@ -12,8 +12,9 @@
 //!              "jti": "<token id>", "iat_ms": 1767225600123, "amr": "pwd otp"}}
 //! ```
 //!
-//! `jti` and `iat_ms` (the issue instant in milliseconds) let a function behind the
-//! authorizer re-check revocation with one Redis read, without the token (see
+//! The context is for other APIs behind the authorizer (`jti` and `iat_ms`, the issue instant
+//! in milliseconds, let them re-check revocation without the token); this service's own
+//! functions verify the forwarded bearer token themselves and never read it (see
 //! [`crate::lambda`]). `amr` is the token's `amr` claim joined by spaces (`pwd`, or
 //! `pwd otp` after a second factor: context values are strings); a route rule may demand
 //! `otp` (see [`RouteRules`]). This module must never allow a request it could not fully check,
@@ -79,9 +80,8 @@
 //!   warm, a cold start now and then). With 5 s, a busy client costs at most one authorizer
 //!   call per token and route every 5 s.
 //! - **This service's own functions lose nothing to the cache**: they re-check revocation
-//!   with the `sid`, `sub` and `iat_ms` of the context on every request (one `MGET`), so a
-//!   revoked token is refused at once even from a cached allow. The cache only spares them
-//!   the signature check and the role lookup.
+//!   verify the bearer token on every request, revocation included (one `MGET`), so a
+//!   revoked token is refused at once even from a cached allow.
 //! - **The cache key must include the route.** A cached result is reused for every route
 //!   sharing the authorizer and the same identity sources. With only the `Authorization`
 //!   header as identity source, a user's allow on `GET /v1/users/me` would be replayed on
@@ -366,44 +366,6 @@ fn claims_of_verified(token: &str) -> Option<AccessClaims> {
     serde_json::from_slice::<AccessClaims>(&bytes).ok()
 }
 
-/// A caller as the authorizer's context describes it, plus the token's issue instant: what a
-/// function behind the authorizer needs to re-check revocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthorizedContext {
-    /// The caller.
-    pub caller: Caller,
-    /// When the token was issued, in milliseconds since the epoch.
-    pub issued_at_ms: u64,
-}
-
-impl AuthorizedContext {
-    /// Reads `sub`, `role`, `sid`, `iat_ms` and `amr` from an authorizer context (the
-    /// `requestContext.authorizer.lambda` object); `None` if any is missing or malformed,
-    /// except `amr`, which reads as a password alone when absent (never as more than the
-    /// context says). Numbers are accepted as JSON numbers or numeric strings.
-    pub fn from_fields<'a>(field: impl Fn(&str) -> Option<&'a Value>) -> Option<Self> {
-        let text = |name: &str| field(name).and_then(Value::as_str);
-        let caller = Caller {
-            user_id: text("sub")?.parse().ok()?,
-            role: text("role")?.parse().ok()?,
-            session_id: text("sid")?.parse().ok()?,
-            amr: match field("amr") {
-                None => Amr::PASSWORD,
-                Some(value) => Amr::from_methods(value.as_str()?.split_whitespace())?,
-            },
-        };
-        let issued_at_ms = match field("iat_ms")? {
-            Value::Number(n) => n.as_u64()?,
-            Value::String(s) => s.parse().ok()?,
-            _ => return None,
-        };
-        Some(Self {
-            caller,
-            issued_at_ms,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,53 +467,5 @@ mod tests {
             assert_eq!(event.session_id, Some(caller.session_id));
             assert_eq!(event.ip, Some("198.51.100.7".parse().expect("ip")));
         }
-    }
-
-    #[test]
-    fn context_fields_round_trip() {
-        let user_id = uuid::Uuid::now_v7();
-        let session_id = uuid::Uuid::now_v7();
-        for (iat, amr, expected) in [
-            (
-                json!(1_767_225_600_123_u64),
-                Some("pwd otp"),
-                Amr::PASSWORD_AND_OTP,
-            ),
-            (json!("1767225600123"), Some("pwd"), Amr::PASSWORD),
-            (json!("1767225600123"), None, Amr::PASSWORD),
-        ] {
-            let mut fields: HashMap<String, Value> = [
-                ("sub", json!(user_id.to_string())),
-                ("role", json!("admin")),
-                ("sid", json!(session_id.to_string())),
-                ("iat_ms", iat),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            if let Some(amr) = amr {
-                fields.insert("amr".into(), json!(amr));
-            }
-            let context = AuthorizedContext::from_fields(|k| fields.get(k)).expect("context");
-            assert_eq!(
-                context.caller,
-                Caller {
-                    user_id,
-                    role: Role::Admin,
-                    session_id,
-                    amr: expected,
-                }
-            );
-            assert_eq!(context.issued_at_ms, 1_767_225_600_123);
-            fields.insert("amr".into(), json!("otp"));
-            assert_eq!(
-                AuthorizedContext::from_fields(|k| fields.get(k)),
-                None,
-                "no pwd"
-            );
-        }
-        let partial: HashMap<String, Value> =
-            [("sub".to_owned(), json!(user_id.to_string()))].into();
-        assert_eq!(AuthorizedContext::from_fields(|k| partial.get(k)), None);
     }
 }

@@ -114,9 +114,9 @@ where
 
 /// The authenticated caller: a valid, unrevoked bearer token, or 401.
 ///
-/// Behind API Gateway the Lambda authorizer has run [`auth::authorize`] already and the
-/// caller arrives as a request extension (see [`crate::lambda`]); everywhere else this runs
-/// it.
+/// It runs [`auth::authorize`] on the `Authorization` header, behind API Gateway's Lambda
+/// authorizer too: a function never takes its caller from the authorizer's context (see
+/// [`crate::lambda`]).
 ///
 /// It is [`Authorized`] itself: the caller, and its profile version read with the
 /// revocation check (for `GET /me`).
@@ -151,11 +151,6 @@ pub enum LogoutCaller {
     CutOff(Caller),
 }
 
-/// Behind API Gateway: the caller of the authorizer's context whose token was revoked since
-/// (set by [`crate::lambda`] instead of answering 401, so that logout can take it).
-#[derive(Debug, Clone, Copy)]
-pub struct RevokedCaller(pub Caller);
-
 impl<S> FromRequestParts<S> for LogoutCaller
 where
     Authenticator: FromRef<S>,
@@ -164,12 +159,6 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if let Some(authorized) = parts.extensions.get::<Authorized>() {
-            return Ok(LogoutCaller::Live(*authorized));
-        }
-        if let Some(RevokedCaller(caller)) = parts.extensions.get::<RevokedCaller>() {
-            return Ok(LogoutCaller::CutOff(*caller));
-        }
         let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match Authenticator::from_ref(state).authorize(token).await {
             Ok(authorized) => Ok(LogoutCaller::Live(authorized)),
