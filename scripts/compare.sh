@@ -27,9 +27,10 @@
 # `cargo bench -p user-service --bench hashing -- verify` (criterion's mean), unless VERIFY_MS
 # is given.
 #
-# Prints a Markdown table with the ratios ours/peer and checks the goals (GET /me >= 10x the
-# peer's req/s; login >= 2x the peer's and >= 85% of the hash-bound limit; p99 of GET /me at
-# 1,000 connections < 50 ms): a missed goal prints MISSED but does not fail the script. It
+# Prints a Markdown table with the ratios ours/peer and checks the goals of
+# docs/performance.md (GET /me >= 30x the peer's req/s; login >= 90% of the hash-bound limit
+# with p99 within 1.2x of p50 under overload: 100 connections against a few CPUs' worth of
+# hashing): a missed goal prints MISSED but does not fail the script. It
 # exits non-zero when something breaks: a server does not start or dies, a request in the
 # setup fails, or user-service answers an error (non-2xx other than "dup") under load.
 set -euo pipefail
@@ -471,14 +472,14 @@ me, pme = get[("ours", "me", 100)], get[("peer", "me", 100)]
 lo, plo = get[("ours", "login", 100)], get[("peer", "login", 100)]
 hi = get[("ours", "me", 1000)]
 r = me["rps"] / pme["rps"] if pme["rps"] else float("inf")
-goal(r >= 10, f"GET /me >= 10x the peer's req/s: {me['rps']:.0f} / {pme['rps']:.0f} = {r:.1f}x")
-r = lo["rps"] / plo["rps"] if plo["rps"] else float("inf")
-goal(r >= 2, f"login >= 2x the peer's req/s: {lo['rps']:.0f} / {plo['rps']:.0f} = {r:.1f}x")
+goal(r >= 30, f"GET /me >= 30x the peer's req/s: {me['rps']:.0f} / {pme['rps']:.0f} = {r:.1f}x")
 share = lo["rps"] / hash_limit
-goal(share >= 0.85, f"login >= 85% of the hash-bound limit: {lo['rps']:.0f} / {hash_limit} = {share:.0%}")
-print(f"- (the peer's login: {plo['rps']:.0f} / $PEER_HASH_LIMIT = {plo['rps'] / $PEER_HASH_LIMIT:.0%} of its own hash-bound limit)")
-p99 = hi["p99"]
-goal(p99 is not None and p99 < 0.05, f"p99 of GET /me at 1,000 connections < 50 ms: {ms(p99)} ms")
+goal(share >= 0.90, f"login >= 90% of the hash-bound limit: {lo['rps']:.0f} / {hash_limit} = {share:.0%}")
+spread = lo["p99"] / lo["p50"] if lo["p50"] else float("inf")
+goal(spread <= 1.2, f"login p99 within 1.2x of p50 under overload (100 connections): {ms(lo['p99'])} / {ms(lo['p50'])} ms = {spread:.2f}x")
+r = lo["rps"] / plo["rps"] if plo["rps"] else float("inf")
+print(f"- (not a goal: login {r:.1f}x the peer's req/s; the peer's login: {plo['rps']:.0f} / $PEER_HASH_LIMIT = {plo['rps'] / $PEER_HASH_LIMIT:.0%} of its own hash-bound limit)")
+print(f"- (not a goal: p99 of GET /me at 1,000 connections: {ms(hi['p99'])} ms)")
 
 print("\nResponses by status / error; the server's CPU time (its whole process tree) and how busy")
 print("the whole machine was (all processes: the servers, Postgres, Redis, oha, anything else):")
