@@ -20,6 +20,8 @@ The checks (the issue each one keeps fixed is named in its docstring):
   has MAIL_BACKEND=ses, SMTP_FROM, PUBLIC_BASE_URL, SendEmail/SendRawEmail on the MailFrom
   identity only (with MailFrom; no SES grant without) and a security group the SES endpoint
   admits; no other function has any SES grant or MAIL_BACKEND=ses;
+- the private JWT signing keys (JwtKeysSecret): exactly login, login-mfa and refresh have
+  JWT_KEYS_SECRET_ARN and a grant on the secret, rotate-keys a grant, no other role one;
 - the TOTP encryption keys (MfaKeysSecret): exactly mfa-setup, mfa-confirm, mfa-disable and
   login-mfa have MFA_KEYS_SECRET_ARN and a grant on the secret, no other role has one (nor a
   secretsmanager grant on "*"); its first value is generated, with "current" naming that key;
@@ -564,19 +566,20 @@ class Checks:
                         found.append(f"{where} ({'on *' if target == '*' else 'on ' + secret})")
         return found
 
-    def mfa_keys(self):
-        """The TOTP secrets' encryption keys are the one secret that unlocks every account's
-        second factor: only the four functions that use them may read them or see their ARN
-        (least privilege; MFA_KEYS_SECRET_ARN is not in Globals)."""
-        secret = self.MFA_KEYS_SECRET
+    def restricted_secret(self, secret: str, env_var: str, readers: set[str], what: str,
+                          rotator: str | None = None):
+        """Only the functions in `readers` may read `secret`: each has `env_var` = !Ref secret
+        and a GetSecretValue grant on it; no other function names it in its environment and
+        no other role may read it (nor through a secretsmanager grant on "*"). `rotator`, the
+        secret's rotation function, may read it without the variable (the event names it)."""
         for label, overrides in (("defaults", {}),
                                  ("with MailFrom and RDS Proxy", dict(self.MAIL_SCENARIO, UseRdsProxy="true"))):
             resources = Scenario(self.t, overrides).resources()
             if secret not in resources or resources[secret]["Type"] != "AWS::SecretsManager::Secret":
-                self.fail(f"no AWS::SecretsManager::Secret {secret} (the TOTP encryption keys)")
+                self.fail(f"no AWS::SecretsManager::Secret {secret} ({what})")
                 return
             functions = self.functions_by_crate(resources)
-            for crate in sorted(self.MFA_KEY_READERS - set(functions)):
+            for crate in sorted((readers | {rotator} - {None}) - set(functions)):
                 self.fail(f"functions/{crate} reads {secret} but no function of the template builds it")
             readers_roles = {}
             for crate, name in sorted(functions.items()):
@@ -585,12 +588,12 @@ class Checks:
                 env = props.get("Environment", {}).get("Variables", {})
                 role_ref = props.get("Role", {})
                 role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
-                if crate in self.MFA_KEY_READERS:
+                if crate in readers or crate == rotator:
                     readers_roles[role] = name
-                    if env.get("MFA_KEYS_SECRET_ARN") != {"Ref": secret}:
-                        self.fail(f"{where}: MFA_KEYS_SECRET_ARN is {env.get('MFA_KEYS_SECRET_ARN')!r}, not !Ref {secret}")
+                    if crate in readers and env.get(env_var) != {"Ref": secret}:
+                        self.fail(f"{where}: {env_var} is {env.get(env_var)!r}, not !Ref {secret}")
                     if role not in resources or not self.secret_grants(resources, role, secret):
-                        self.fail(f"{where}: no GetSecretValue on {secret} (it could not read the TOTP keys)")
+                        self.fail(f"{where}: no GetSecretValue on {secret} (it could not read {what})")
                 else:
                     named = sorted(k for k, v in env.items() if secret in references(v, set()))
                     if named:
@@ -599,8 +602,29 @@ class Checks:
                 if res["Type"] != "AWS::IAM::Role" or role in readers_roles:
                     continue
                 for grant in self.secret_grants(resources, role, secret):
+                    allowed = sorted(readers | {rotator} - {None})
                     self.fail(f"{role} ({label}): may read {secret} through {grant}; only "
-                              f"{', '.join(sorted(self.MFA_KEY_READERS))} may")
+                              f"{', '.join(allowed)} may")
+        allowed = sorted(readers | {rotator} - {None})
+        self.notes.append(f"{secret}: readable by exactly {', '.join(allowed)}; no other role may read it")
+
+    # The functions that sign access tokens; every other function verifies with the public
+    # keys (JwtPublicKeysSecret) and cannot mint a token, even with code execution.
+    JWT_SIGNERS = {"login", "login-mfa", "refresh"}
+
+    def jwt_keys(self):
+        """The private signing keys mint any token, admin included: only the functions that
+        issue tokens, and the rotation, may read them."""
+        self.restricted_secret("JwtKeysSecret", "JWT_KEYS_SECRET_ARN", self.JWT_SIGNERS,
+                               "the private JWT signing keys", rotator="rotate-keys")
+
+    def mfa_keys(self):
+        """The TOTP secrets' encryption keys are the one secret that unlocks every account's
+        second factor: only the four functions that use them may read them or see their ARN
+        (least privilege; MFA_KEYS_SECRET_ARN is not in Globals)."""
+        secret = self.MFA_KEYS_SECRET
+        self.restricted_secret(secret, "MFA_KEYS_SECRET_ARN", self.MFA_KEY_READERS,
+                               "the TOTP encryption keys")
         # The first value: generated (never key material in the template, and so in every
         # change set), with "current" naming the generated key.
         props = self.t["Resources"][secret]["Properties"]
@@ -615,8 +639,6 @@ class Checks:
             if current != generate.get("GenerateStringKey"):
                 self.fail(f"{secret}: \"current\" in SecretStringTemplate ({current!r}) is not the generated "
                           f"key {generate.get('GenerateStringKey')!r}")
-        self.notes.append(f"{secret}: MFA_KEYS_SECRET_ARN and GetSecretValue on exactly "
-                          f"{', '.join(sorted(self.MFA_KEY_READERS))}; no other role may read it")
 
     def admin_requires_mfa(self):
         """An admin function without ADMIN_REQUIRES_MFA would accept the tokens the authorizer
@@ -822,6 +844,7 @@ class Checks:
         self.vpc_cidr()
         self.endpoints()
         self.mail_senders()
+        self.jwt_keys()
         self.mfa_keys()
         self.admin_requires_mfa()
         self.bootstrap_secrets()

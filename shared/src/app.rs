@@ -15,7 +15,7 @@ use crate::audit::{AuditSink, AuditStore};
 use crate::auth::Authenticator;
 use crate::auth::authorizer::Authorizer;
 use crate::auth::hashing::PasswordHasher;
-use crate::auth::key_secret::SecretsManagerKeys;
+use crate::auth::key_secret::{SecretsManagerKeys, SecretsManagerPublicKeys};
 use crate::auth::keys::{KeyRing, KeySet, PemFile};
 use crate::auth::mfa_keys::MfaKeys;
 use crate::auth::revocation::Revocations;
@@ -52,16 +52,24 @@ struct Foundation {
 
 impl Foundation {
     /// Pools (connected lazily, so a cold start does not wait for the database) and the
-    /// signing keys: from the key file now, or from Secrets Manager (`JWT_KEYS_SECRET_ARN`)
-    /// on first use.
+    /// keys: from the key file now, or from Secrets Manager on first use: the private keys
+    /// (`JWT_KEYS_SECRET_ARN`) where the function signs, else the public ones
+    /// (`JWT_PUBLIC_KEYS_SECRET_ARN`).
     async fn new(config: &Config) -> Result<Self, StartupError> {
         let secrets = SecretsManager::from_config(config);
-        let keys = match &config.jwt_keys_secret_arn {
-            Some(arn) => KeyRing::refreshing(
+        let keys = match (
+            &config.jwt_keys_secret_arn,
+            &config.jwt_public_keys_secret_arn,
+        ) {
+            (Some(arn), _) => KeyRing::refreshing(
                 SecretsManagerKeys::new(secrets.clone(), arn),
                 config.secrets_refresh,
             ),
-            None => KeyRing::fixed(
+            (None, Some(arn)) => KeyRing::refreshing(
+                SecretsManagerPublicKeys::new(secrets.clone(), arn),
+                config.secrets_refresh,
+            ),
+            (None, None) => KeyRing::fixed(
                 KeySet::load(&PemFile::new(
                     &config.jwt_private_key_file,
                     config.jwt_algorithm,

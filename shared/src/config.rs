@@ -48,6 +48,11 @@ pub struct Config {
     /// it replaces `JWT_PRIVATE_KEY_FILE`. Read on first use, again after
     /// `SECRETS_REFRESH_SECONDS`, and when a token names a key id not yet seen.
     pub jwt_keys_secret_arn: Option<String>,
+    /// Secrets Manager secret holding the public halves of those keys and the cursor MAC key
+    /// (`JWT_PUBLIC_KEYS_SECRET_ARN`), which the key rotation writes: a function that
+    /// verifies tokens but issues none reads this one instead of `JWT_KEYS_SECRET_ARN`
+    /// (which wins when both are set), and rotate-keys writes it.
+    pub jwt_public_keys_secret_arn: Option<String>,
     /// How long a secret read from Secrets Manager is used before it is read again
     /// (`SECRETS_REFRESH_SECONDS`, default 5 minutes), so a rotation needs no redeploy. The
     /// key rotation keeps a retired key this much longer than the token lifetime, because
@@ -410,6 +415,7 @@ impl Config {
             redis_auth_secret_arn: get("REDIS_AUTH_SECRET_ARN"),
             redis_ca_file: get("REDIS_CA_FILE").map(PathBuf::from),
             jwt_keys_secret_arn: get("JWT_KEYS_SECRET_ARN"),
+            jwt_public_keys_secret_arn: get("JWT_PUBLIC_KEYS_SECRET_ARN"),
             secrets_refresh: secs("SECRETS_REFRESH_SECONDS", 300)?,
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "user-service:".into()),
             dependency_timeout: millis("DEPENDENCY_TIMEOUT_MS", 2_000)?,

@@ -8,6 +8,11 @@
 //! it cached before the rotation, plus a margin (see [`RotationSettings`]). So a token
 //! verifies for its whole life, whichever key signed it.
 //!
+//! The functions that only verify tokens cannot read this secret: they read the public-key
+//! secret (`JWT_PUBLIC_KEYS_SECRET_ARN`), which `setSecret` fills from the pending version
+//! (see [`crate::auth::key_secret::public_json`]). `setSecret` runs before `finishSecret`
+//! lets anyone sign with the new key, so a verifier that meets its `kid` finds it there.
+//!
 //! Every step first checks, as AWS's rotation templates do, that rotation is enabled on the
 //! secret and that the request's token is a version of it staged `AWSPENDING` (a version
 //! already `AWSCURRENT` means the rotation is done: nothing to do). Each step is idempotent:
@@ -27,7 +32,7 @@ use jsonwebtoken::{Header, Validation};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::key_secret::{KeyEntry, KeySecret, KeySecretError};
+use crate::auth::key_secret::{KeyEntry, KeySecret, KeySecretError, public_json};
 use crate::auth::keys::{KeyAlgorithm, KeySet};
 use crate::config::Config;
 use crate::telemetry::ErrorChain;
@@ -125,12 +130,15 @@ where
 }
 
 /// What a rotation needs to know beyond the event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationSettings {
     /// Algorithm of the new key (`JWT_ALGORITHM`).
     pub algorithm: KeyAlgorithm,
     /// How long a retired key stays in the secret.
     pub retention: Duration,
+    /// Where `setSecret` writes the public keys (`JWT_PUBLIC_KEYS_SECRET_ARN`); `None`:
+    /// nowhere (every reader of the keys reads the private secret).
+    pub public_keys_secret: Option<String>,
 }
 
 impl RotationSettings {
@@ -141,6 +149,7 @@ impl RotationSettings {
         Self {
             algorithm: config.jwt_algorithm,
             retention: config.access_token_ttl + config.secrets_refresh + RETENTION_MARGIN,
+            public_keys_secret: config.jwt_public_keys_secret_arn.clone(),
         }
     }
 }
@@ -230,11 +239,7 @@ impl Rotator {
         }
         let result = match event.step {
             Step::CreateSecret => self.create(secret, token).await,
-            Step::SetSecret => {
-                // The keys are read from the secret itself: nothing to install elsewhere.
-                tracing::info!("setSecret: nothing to set");
-                Ok(())
-            }
+            Step::SetSecret => self.publish(secret, token).await,
             Step::TestSecret => self.test(secret, token).await,
             Step::FinishSecret => self.finish(secret, token, &versions).await,
         };
@@ -337,9 +342,8 @@ impl Rotator {
         Ok(())
     }
 
-    /// testSecret: the pending version is a key set whose signing key signs a token that
-    /// it then verifies, and that still verifies the current signing key's tokens.
-    async fn test(&self, secret: &str, token: &str) -> Result<(), RotationError> {
+    /// The pending version's keys.
+    async fn pending_set(&self, secret: &str, token: &str) -> Result<KeySet, RotationError> {
         let pending = self
             .value(secret, Some(token), PENDING)
             .await?
@@ -348,8 +352,38 @@ impl Rotator {
             stage: PENDING,
             source,
         };
-        let set = KeySet::from_pem(&pending.pem_chain().map_err(invalid)?)
-            .map_err(|e| RotationError::Key(format!("reading the pending keys: {e}")))?;
+        KeySet::from_pem(&pending.pem_chain().map_err(invalid)?)
+            .map_err(|e| RotationError::Key(format!("reading the pending keys: {e}")))
+    }
+
+    /// setSecret: the pending keys' public halves and cursor key, as the new version of the
+    /// public-key secret (repeating it writes the same value again).
+    async fn publish(&self, secret: &str, token: &str) -> Result<(), RotationError> {
+        let Some(public_secret) = &self.settings.public_keys_secret else {
+            tracing::info!("setSecret: no public-key secret to write");
+            return Ok(());
+        };
+        let set = self.pending_set(secret, token).await?;
+        let json = public_json(&set);
+        self.client
+            .put_secret_value()
+            .secret_id(public_secret)
+            .secret_string(secrecy::ExposeSecret::expose_secret(&json))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutSecretValue")(e.into_service_error()))?;
+        tracing::info!(
+            kid = %set.signing_key().kid(),
+            keys = set.jwks().keys.len(),
+            "setSecret: the pending public keys are published"
+        );
+        Ok(())
+    }
+
+    /// testSecret: the pending version is a key set whose signing key signs a token that
+    /// it then verifies, and that still verifies the current signing key's tokens.
+    async fn test(&self, secret: &str, token: &str) -> Result<(), RotationError> {
+        let set = self.pending_set(secret, token).await?;
         sign_and_verify(&set, (self.clock)())?;
         if let Some(current) = self.value(secret, None, CURRENT).await?
             && let Some(signer) = current.keys().first()
@@ -411,7 +445,10 @@ fn sign_and_verify(set: &KeySet, now: DateTime<Utc>) -> Result<(), RotationError
         sub: "rotation-test".into(),
         exp: now.timestamp() + 300,
     };
-    let token = jsonwebtoken::encode(&header, &claims, signer.encoding_key())
+    let encoding = signer
+        .encoding_key()
+        .ok_or_else(|| RotationError::Key("the new key has no private half".into()))?;
+    let token = jsonwebtoken::encode(&header, &claims, encoding)
         .map_err(|e| RotationError::Key(format!("signing with the new key: {e}")))?;
     let verifier = set
         .verification_key(signer.kid())

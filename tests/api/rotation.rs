@@ -7,7 +7,8 @@
 //! function: it stages the version and then answers that the function does not exist, so
 //! the test invokes the handler itself, with the JSON events Secrets Manager sends. What the
 //! service then reads is checked through `SecretsManagerKeys`, the key source of the
-//! functions. Every test has its own secret (a UUID name).
+//! functions that sign, and `SecretsManagerPublicKeys`, that of the functions that only
+//! verify. Every test has its own secrets (UUID names).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +17,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use user_service::auth::key_secret::SecretsManagerKeys;
+use user_service::auth::key_secret::{SecretsManagerKeys, SecretsManagerPublicKeys};
 use user_service::auth::keys::{KeyAlgorithm, KeyRing, KeySet};
-use user_service::auth::tokens::AccessTokens;
+use user_service::auth::tokens::{AccessTokens, IssueError};
 use user_service::domain::Role;
 use user_service::rotation::{RotationError, RotationEvent, RotationSettings, Rotator};
 use user_service::secrets::SecretsManager;
@@ -39,6 +40,8 @@ struct Rotation {
     client: Client,
     endpoint: String,
     arn: String,
+    /// The public-key secret that `setSecret` writes.
+    public_arn: String,
     rotator: Rotator,
     now: Arc<Mutex<DateTime<Utc>>>,
 }
@@ -58,6 +61,14 @@ impl Rotation {
             .await
             .unwrap_or_else(|e| panic!("creating a secret in moto: {:?}", e.into_service_error()));
         let arn = created.arn().expect("the new secret's ARN").to_owned();
+        let public = client
+            .create_secret()
+            .name(format!("jwt-public-keys-{}", Uuid::new_v4()))
+            .secret_string(r#"{"keys": [], "cursor_key": ""}"#)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating a secret in moto: {:?}", e.into_service_error()));
+        let public_arn = public.arn().expect("the new secret's ARN").to_owned();
         let now = Arc::new(Mutex::new(
             "2026-11-01T12:00:00Z"
                 .parse::<DateTime<Utc>>()
@@ -69,6 +80,7 @@ impl Rotation {
             RotationSettings {
                 algorithm: KeyAlgorithm::Es256,
                 retention: RETENTION,
+                public_keys_secret: Some(public_arn.clone()),
             },
         )
         .with_clock(Arc::new(move || *clock.lock().expect("clock")));
@@ -76,6 +88,7 @@ impl Rotation {
             client,
             endpoint,
             arn,
+            public_arn,
             rotator,
             now,
         })
@@ -186,6 +199,29 @@ impl Rotation {
         KeySet::load(&self.keys())
             .await
             .unwrap_or_else(|e| panic!("loading the keys from Secrets Manager: {e:#}"))
+    }
+
+    /// The keys the functions that only verify would load now.
+    async fn public_key_set(&self) -> KeySet {
+        let source = SecretsManagerPublicKeys::new(
+            SecretsManager::new(Some(&self.endpoint)),
+            self.public_arn.clone(),
+        );
+        KeySet::load(&source)
+            .await
+            .unwrap_or_else(|e| panic!("loading the public keys from Secrets Manager: {e:#}"))
+    }
+
+    /// The public-key secret's current value.
+    async fn public_value(&self) -> String {
+        let value = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.public_arn)
+            .send()
+            .await
+            .expect("the public-key secret");
+        value.secret_string().expect("a string").to_owned()
     }
 
     /// The kids in the current secret, in order.
@@ -303,6 +339,61 @@ async fn a_second_rotation_signs_with_a_new_key_and_old_tokens_still_verify() {
         Some(*rotation.now.lock().expect("clock")),
         "the old signer retired at the rotation"
     );
+}
+
+#[tokio::test]
+async fn the_verifiers_read_public_keys_only_and_meet_a_new_key_before_anyone_signs_with_it() {
+    let Some(rotation) = Rotation::new("key rotation").await else {
+        return;
+    };
+    rotation.rotate().await;
+    let signer = tokens(rotation.key_set().await);
+    let verifier = tokens(rotation.public_key_set().await);
+    let value = rotation.public_value().await;
+    assert!(!value.contains("PRIVATE"), "{value}");
+    let published: serde_json::Value = serde_json::from_str(&value).expect("json");
+    assert!(
+        published["keys"][0].get("d").is_none(),
+        "no private part: {published}"
+    );
+    assert_eq!(
+        published["keys"][0]["kid"],
+        json!(rotation.kids().await[0]),
+        "the signing key's public half"
+    );
+
+    // The verifier verifies what the signer signs, and cannot sign.
+    let token = issue(&signer).await;
+    let claims = verifier.verify(&token).await.expect("verifies");
+    assert_eq!(claims.role, Role::User);
+    let refused = verifier.issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7()).await;
+    assert!(
+        matches!(refused, Err(IssueError::CannotSign)),
+        "{refused:?}"
+    );
+
+    // The next rotation publishes the new key at setSecret, while the old key still signs.
+    rotation.advance(Duration::from_secs(30 * 24 * 3600));
+    let token_id = rotation.start().await;
+    rotation
+        .step("createSecret", &token_id)
+        .await
+        .expect("createSecret");
+    rotation.step("setSecret", &token_id).await.expect("setSecret");
+    let old_kid = rotation.kids().await[0].clone();
+    let public = rotation.public_key_set().await;
+    let new_kid = public.signing_key().kid().to_owned();
+    assert_ne!(new_kid, old_kid, "the pending key is published first");
+    assert!(public.verification_key(&old_kid).is_some(), "the old one stays");
+    for step in &STEPS[2..] {
+        rotation.step(step, &token_id).await.expect(step);
+    }
+    let signed_after = issue(&tokens(rotation.key_set().await)).await;
+    assert_eq!(user_service_tests::jwt::kid_of(&signed_after), new_kid);
+    tokens(public)
+        .verify(&signed_after)
+        .await
+        .expect("a token of the new key verifies with what was published");
 }
 
 #[tokio::test]
@@ -465,5 +556,19 @@ async fn a_running_service_follows_the_rotations_without_a_restart() {
         .iter()
         .map(|k| k["kid"].as_str().expect("kid").to_owned())
         .collect();
-    assert_eq!(published, [second_kid, first_kid]);
+    assert_eq!(published, [second_kid.clone(), first_kid]);
+
+    // An instance given the public keys only (as every function that issues no token is):
+    // it takes both tokens and publishes the same JWKS, and cannot sign.
+    let verifier = app
+        .sibling()
+        .env("JWT_KEYS_SECRET_ARN", "")
+        .env("JWT_PUBLIC_KEYS_SECRET_ARN", &rotation.public_arn)
+        .spawn()
+        .await;
+    verifier.assert_me_status(&first.access_token, 200).await;
+    verifier.assert_me_status(&second.access_token, 200).await;
+    assert_eq!(verifier.jwks().await, app.jwks().await);
+    let refused = verifier.login(&email, &password).await;
+    user_service_tests::assert_problem(refused, 500, "internal_error").await;
 }

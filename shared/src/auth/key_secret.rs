@@ -14,6 +14,18 @@
 //! [`KeySecret`] is valid: each `kid` and `alg` is the key's own, no `kid` appears twice,
 //! the signing key is not retired and every other key is.
 //!
+//! Only the functions that issue tokens (and the rotation) may read that secret. The others
+//! read the *public-key secret* that the rotation writes beside it ([`public_json`],
+//! [`SecretsManagerPublicKeys`]): the same keys' public halves as JWKs, the signing key
+//! first, plus the pagination-cursor MAC key derived from the signing key (it signs nothing
+//! but a cursor):
+//!
+//! ```json
+//! {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "alg": "ES256",
+//!            "kid": "<RFC 7638 thumbprint>", "use": "sig"}],
+//!  "cursor_key": "<base64url>"}
+//! ```
+//!
 //! Key material never leaves this module except as PEM text wrapped in [`SecretString`],
 //! and never appears in an error or a log line (JSON errors give only a position).
 
@@ -22,12 +34,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use aws_sdk_secretsmanager::Client;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use jsonwebtoken::jwk::Jwk;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{KeyAlgorithm, KeySource, SigningKey};
+use super::keys::{KeyAlgorithm, KeySet, KeySource, SigningKey};
 use crate::secrets::SecretsManager;
 
 /// Why a key secret was refused. Never carries key material.
@@ -377,8 +393,72 @@ impl SecretsManagerKeys {
 }
 
 impl KeySource for SecretsManagerKeys {
-    async fn load(&self) -> anyhow::Result<SecretString> {
-        Ok(self.current().await?.pem_chain()?)
+    async fn load(&self) -> anyhow::Result<KeySet> {
+        KeySet::from_pem(&self.current().await?.pem_chain()?)
+    }
+}
+
+/// The public-key secret as stored; only ever a transient step of [`public_json`] and
+/// [`parse_public`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublic {
+    keys: Vec<Jwk>,
+    cursor_key: String,
+}
+
+/// The public-key secret's JSON for `set` (see the module docs): what the functions that
+/// only verify read. Holds the cursor MAC key: keep it secret too.
+pub fn public_json(set: &KeySet) -> SecretString {
+    let raw = RawPublic {
+        keys: set.jwks().keys,
+        cursor_key: URL_SAFE_NO_PAD.encode(set.cursor_key().expose_secret()),
+    };
+    // JWKs and a string: serializing cannot fail.
+    serde_json::to_string(&raw).unwrap_or_default().into()
+}
+
+/// Reads the public-key secret's JSON: a set that verifies (every `kid` checked against its
+/// key) and cannot sign.
+pub fn parse_public(json: &SecretString) -> anyhow::Result<KeySet> {
+    let raw: RawPublic =
+        serde_json::from_str(json.expose_secret()).map_err(KeySecretError::from)?;
+    let cursor_key = URL_SAFE_NO_PAD
+        .decode(&raw.cursor_key)
+        .map_err(|_| anyhow::anyhow!("the cursor key is not base64url"))?;
+    KeySet::from_public(&raw.keys, cursor_key).context("the public-key secret")
+}
+
+/// The public keys in a Secrets Manager secret (its `AWSCURRENT` version), as the rotation
+/// function writes it: the key source of every function that verifies tokens but issues
+/// none. The client is built on first use.
+#[derive(Clone)]
+pub struct SecretsManagerPublicKeys {
+    secret_id: Arc<str>,
+    secrets: SecretsManager,
+}
+
+impl fmt::Debug for SecretsManagerPublicKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretsManagerPublicKeys")
+            .field("secret_id", &self.secret_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretsManagerPublicKeys {
+    /// The public keys in `secret_id` (`JWT_PUBLIC_KEYS_SECRET_ARN`), read through `secrets`.
+    pub fn new(secrets: SecretsManager, secret_id: impl Into<String>) -> Self {
+        Self {
+            secret_id: secret_id.into().into(),
+            secrets,
+        }
+    }
+}
+
+impl KeySource for SecretsManagerPublicKeys {
+    async fn load(&self) -> anyhow::Result<KeySet> {
+        parse_public(&self.secrets.current_value(&self.secret_id).await?)
     }
 }
 
@@ -418,6 +498,38 @@ mod tests {
         let set = KeySet::from_pem(&parsed.pem_chain().expect("keys")).expect("key set");
         assert_eq!(set.signing_key().kid(), new_kid);
         assert!(set.verification_key(&kid).is_some());
+    }
+
+    #[test]
+    fn the_public_secret_holds_no_private_key_and_reads_back_as_a_set_that_cannot_sign() {
+        let secret = KeySecret::default()
+            .rotated(
+                entry(KeyAlgorithm::Es256, "2026-01-01T00:00:00Z"),
+                at("2026-01-01T00:00:00Z"),
+                Duration::from_secs(60),
+            )
+            .rotated(
+                entry(KeyAlgorithm::Rs256, "2026-01-02T00:00:00Z"),
+                at("2026-01-02T00:00:00Z"),
+                Duration::from_secs(86_400),
+            );
+        let private = KeySet::from_pem(&secret.pem_chain().expect("keys")).expect("set");
+        let json = public_json(&private);
+        let text = json.expose_secret();
+        assert!(!text.contains("PRIVATE"), "{text}");
+        let value: serde_json::Value = serde_json::from_str(text).expect("json");
+        for key in value["keys"].as_array().expect("keys") {
+            for private_part in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(key.get(private_part).is_none(), "{private_part} in {key}");
+            }
+        }
+        let public = parse_public(&json).expect("reads back");
+        assert_eq!(public.jwks(), private.jwks());
+        assert_eq!(public.signing_key().kid(), secret.keys()[0].kid());
+        assert!(public.signing_key().encoding_key().is_none());
+        let err = parse_public(&SecretString::from(r#"{"keys": [], "cursor_key": ""}"#))
+            .expect_err("placeholder");
+        assert!(format!("{err:#}").contains("no public key yet"), "{err:#}");
     }
 
     #[test]

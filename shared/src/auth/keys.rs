@@ -1,10 +1,14 @@
 //! JWT signing keys: where they come from ([`KeySource`]), and the set in use ([`KeySet`]).
 //!
-//! A key set is an ordered list of private keys: the first signs new tokens, every one of
-//! them verifies and is published in the JWKS. Rotation without downtime is therefore:
-//! put the new key first and keep the old one after it until every token it signed has
-//! expired, then drop it. Each key's `kid` is its RFC 7638 thumbprint, so every instance
-//! given the same keys agrees on the ids without coordination.
+//! A key set is an ordered list of keys: the first signs new tokens, every one of them
+//! verifies and is published in the JWKS. Rotation without downtime is therefore: put the
+//! new key first and keep the old one after it until every token it signed has expired,
+//! then drop it. Each key's `kid` is its RFC 7638 thumbprint, so every instance given the
+//! same keys agrees on the ids without coordination.
+//!
+//! A set read from private keys ([`KeySet::from_pem`]) signs and verifies; one read from
+//! their public halves ([`KeySet::from_public`]) only verifies: on AWS only the functions
+//! that issue tokens can read the private keys (see [`super::key_secret`]).
 //!
 //! Private key material never leaves this module except as the `EncodingKey` that signs.
 
@@ -24,7 +28,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed2551
 use futures::future::BoxFuture;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 pub use crate::config::KeyAlgorithm;
 
@@ -71,8 +75,8 @@ impl KeyAlgorithm {
 
 /// Where signing keys come from: a PEM file here, AWS Secrets Manager on Lambda.
 pub trait KeySource {
-    /// The PEM text of every key, the signing key first.
-    fn load(&self) -> impl Future<Output = anyhow::Result<SecretString>> + Send;
+    /// Every key, the signing key first.
+    fn load(&self) -> impl Future<Output = anyhow::Result<KeySet>> + Send;
 }
 
 /// Keys in a local PEM file, created (mode 0600) with one fresh key if it is missing.
@@ -93,10 +97,11 @@ impl PemFile {
 }
 
 impl KeySource for PemFile {
-    async fn load(&self) -> anyhow::Result<SecretString> {
+    async fn load(&self) -> anyhow::Result<KeySet> {
         let path = self.path.clone();
         let algorithm = self.algorithm_for_new_key;
-        tokio::task::spawn_blocking(move || read_or_create(&path, algorithm)).await?
+        let pem = tokio::task::spawn_blocking(move || read_or_create(&path, algorithm)).await??;
+        KeySet::from_pem(&pem)
     }
 }
 
@@ -144,7 +149,7 @@ fn read_or_create(path: &Path, algorithm: KeyAlgorithm) -> anyhow::Result<Secret
 #[error("JWT signing keys unavailable")]
 pub struct KeysUnavailable(#[source] pub anyhow::Error);
 
-type LoadKeys = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<SecretString>> + Send + Sync>;
+type LoadKeys = Box<dyn Fn() -> BoxFuture<'static, anyhow::Result<KeySet>> + Send + Sync>;
 
 /// The key set in use, and where a newer one comes from: fixed (a key file, read at start)
 /// or read from a [`KeySource`] on first use and again after a refresh interval (Secrets
@@ -230,7 +235,7 @@ impl KeyRing {
                 .ok_or_else(|| KeysUnavailable(anyhow!("the last key load failed")));
         }
         *last_attempt = Some(Instant::now());
-        let loaded = loader().await.and_then(|pem| KeySet::from_pem(&pem));
+        let loaded = loader().await;
         match (loaded, current) {
             (Ok(set), _) => {
                 let set = Arc::new(set);
@@ -250,11 +255,12 @@ impl KeyRing {
     }
 }
 
-/// One key of the set.
+/// One key of the set: its public half, and the private half where this instance may sign.
 pub struct SigningKey {
     kid: String,
     algorithm: KeyAlgorithm,
-    encoding: EncodingKey,
+    /// `None` in a set read from public keys only.
+    encoding: Option<EncodingKey>,
     decoding: DecodingKey,
     public_jwk: Jwk,
 }
@@ -283,9 +289,43 @@ impl SigningKey {
         Ok(Self {
             kid,
             algorithm,
-            encoding,
+            encoding: Some(encoding),
             decoding,
             public_jwk,
+        })
+    }
+
+    /// Reads one public key as the JWKS publishes it: a P-256, Ed25519 or RSA key whose
+    /// `alg` is its algorithm and whose `kid` is its RFC 7638 thumbprint. It verifies only.
+    pub fn from_public_jwk(jwk: &Jwk) -> anyhow::Result<Self> {
+        use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm as Alg};
+        let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+            (AlgorithmParameters::EllipticCurve(p), Some(Alg::ES256))
+                if p.curve == EllipticCurve::P256 =>
+            {
+                KeyAlgorithm::Es256
+            }
+            (AlgorithmParameters::OctetKeyPair(p), Some(Alg::EdDSA))
+                if p.curve == EllipticCurve::Ed25519 =>
+            {
+                KeyAlgorithm::EdDsa
+            }
+            (AlgorithmParameters::RSA(_), Some(Alg::RS256)) => KeyAlgorithm::Rs256,
+            _ => bail!("not a P-256 (ES256), Ed25519 (EdDSA) or RSA (RS256) public key"),
+        };
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .context("computing the key id")?;
+        if jwk.common.key_id.as_deref() != Some(kid.as_str()) {
+            bail!("the kid is not the key's thumbprint {kid:?}");
+        }
+        let decoding = DecodingKey::from_jwk(jwk).context("building the verifier")?;
+        Ok(Self {
+            kid,
+            algorithm,
+            encoding: None,
+            decoding,
+            public_jwk: jwk.clone(),
         })
     }
 
@@ -299,9 +339,9 @@ impl SigningKey {
         self.algorithm
     }
 
-    /// Signs with this key.
-    pub fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding
+    /// Signs with this key; `None` where this instance holds its public half only.
+    pub fn encoding_key(&self) -> Option<&EncodingKey> {
+        self.encoding.as_ref()
     }
 
     /// Verifies with this key's public half.
@@ -324,8 +364,36 @@ pub struct KeySet {
     keys: Vec<SigningKey>,
     by_kid: HashMap<String, usize>,
     /// HMAC key derived from the signing key, for values the service signs for itself
-    /// (pagination cursors): every instance with the same keys derives the same one.
-    mac_key: aws_lc_rs::hmac::Key,
+    /// (pagination cursors): every instance with the same keys derives the same one. A set
+    /// of public keys gets it alongside them (it can sign nothing but a cursor).
+    mac_key: MacKey,
+}
+
+/// The cursor MAC key, and the bytes it was made from (for the public-key secret).
+struct MacKey {
+    key: aws_lc_rs::hmac::Key,
+    bytes: SecretBox<[u8]>,
+}
+
+impl MacKey {
+    /// The HMAC-SHA256 key of `bytes`.
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes),
+            bytes: SecretBox::new(bytes.into_boxed_slice()),
+        }
+    }
+
+    /// Derived from the signing key: the same keys give the same MAC key everywhere.
+    fn derived_from(signer: &EncodingKey) -> Self {
+        use aws_lc_rs::hmac;
+        let root = hmac::Key::new(hmac::HMAC_SHA256, signer.as_bytes());
+        Self::new(
+            hmac::sign(&root, b"user-service internal mac key v1")
+                .as_ref()
+                .to_vec(),
+        )
+    }
 }
 
 impl fmt::Debug for KeySet {
@@ -339,11 +407,10 @@ impl fmt::Debug for KeySet {
 impl KeySet {
     /// Loads the set from a [`KeySource`].
     pub async fn load(source: &impl KeySource) -> anyhow::Result<Self> {
-        let text = source.load().await?;
-        Self::from_pem(&text)
+        source.load().await
     }
 
-    /// Reads every PEM block of `text`, in order.
+    /// Reads every PEM block of `text` (private keys), in order: a set that signs.
     pub fn from_pem(text: &SecretString) -> anyhow::Result<Self> {
         let blocks = pem::parse_many(text.expose_secret()).context("reading PEM")?;
         let mut keys = Vec::with_capacity(blocks.len());
@@ -352,35 +419,61 @@ impl KeySet {
                 .with_context(|| format!("key {} of the key file", index + 1))?;
             keys.push(key);
         }
-        if keys.is_empty() {
+        let Some(signer) = keys.first().and_then(SigningKey::encoding_key) else {
             bail!("no signing key yet (a new key secret is filled by its first rotation)");
+        };
+        let mac_key = MacKey::derived_from(signer);
+        Ok(Self::of(keys, mac_key))
+    }
+
+    /// The public halves of the keys, in order, and the cursor MAC key (`cursor_key`, as
+    /// [`cursor_key`](Self::cursor_key) gave it): a set that verifies but cannot sign.
+    pub fn from_public(keys: &[Jwk], cursor_key: Vec<u8>) -> anyhow::Result<Self> {
+        if keys.is_empty() {
+            bail!("no public key yet (the public-key secret is filled by the first rotation)");
         }
+        if cursor_key.len() < 32 {
+            bail!("the cursor key is shorter than 32 bytes");
+        }
+        let keys = keys
+            .iter()
+            .enumerate()
+            .map(|(index, jwk)| {
+                SigningKey::from_public_jwk(jwk)
+                    .with_context(|| format!("public key {}", index + 1))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::of(keys, MacKey::new(cursor_key)))
+    }
+
+    fn of(keys: Vec<SigningKey>, mac_key: MacKey) -> Self {
         let by_kid = keys
             .iter()
             .enumerate()
             .map(|(i, k)| (k.kid.clone(), i))
             .collect();
-        let mac_key = {
-            use aws_lc_rs::hmac;
-            let root = hmac::Key::new(hmac::HMAC_SHA256, keys[0].encoding.as_bytes());
-            let derived = hmac::sign(&root, b"user-service internal mac key v1");
-            hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
-        };
-        Ok(Self {
+        Self {
             keys,
             by_kid,
             mac_key,
-        })
+        }
     }
 
     /// Signs `data` with the derived MAC key (HMAC-SHA256).
     pub fn mac(&self, data: &[u8]) -> Vec<u8> {
-        aws_lc_rs::hmac::sign(&self.mac_key, data).as_ref().to_vec()
+        aws_lc_rs::hmac::sign(&self.mac_key.key, data)
+            .as_ref()
+            .to_vec()
     }
 
     /// Checks a MAC made by [`mac`](Self::mac), in constant time.
     pub fn verify_mac(&self, data: &[u8], tag: &[u8]) -> bool {
-        aws_lc_rs::hmac::verify(&self.mac_key, data, tag).is_ok()
+        aws_lc_rs::hmac::verify(&self.mac_key.key, data, tag).is_ok()
+    }
+
+    /// The cursor MAC key's bytes, for the public-key secret that the rotation writes.
+    pub fn cursor_key(&self) -> &SecretBox<[u8]> {
+        &self.mac_key.bytes
     }
 
     /// The key that signs new tokens.
@@ -448,9 +541,9 @@ mod tests {
     struct Swappable(std::sync::Mutex<anyhow::Result<SecretString>>);
 
     impl KeySource for Arc<Swappable> {
-        async fn load(&self) -> anyhow::Result<SecretString> {
+        async fn load(&self) -> anyhow::Result<KeySet> {
             match &*self.0.lock().expect("lock") {
-                Ok(pem) => Ok(pem.clone()),
+                Ok(pem) => KeySet::from_pem(pem),
                 Err(e) => Err(anyhow!("{e}")),
             }
         }
@@ -495,6 +588,47 @@ mod tests {
         *ring.last_attempt.lock().await = Some(Instant::now() - Duration::from_secs(3600));
         let kept = ring.current().await.expect("kept");
         assert_eq!(kept.signing_key().kid(), reloaded.signing_key().kid());
+    }
+
+    #[test]
+    fn a_set_of_public_keys_verifies_what_the_private_set_signs_and_cannot_sign() {
+        let new = KeyAlgorithm::Es256.generate_pem().expect("generate");
+        let old = KeyAlgorithm::EdDsa.generate_pem().expect("generate");
+        let both = SecretString::from(format!("{}{}", new.expose_secret(), old.expose_secret()));
+        let private = KeySet::from_pem(&both).expect("two keys");
+        let cursor_key = private.cursor_key().expose_secret().to_vec();
+        let public = KeySet::from_public(&private.jwks().keys, cursor_key).expect("public");
+
+        let signer = private.signing_key();
+        assert!(signer.encoding_key().is_some());
+        assert!(public.signing_key().encoding_key().is_none(), "cannot sign");
+        assert_eq!(public.signing_key().kid(), signer.kid());
+        assert_eq!(public.jwks(), private.jwks(), "publishes the same JWKS");
+        let header = jsonwebtoken::Header {
+            kid: Some(signer.kid().to_owned()),
+            ..jsonwebtoken::Header::new(Algorithm::ES256)
+        };
+        let claims = serde_json::json!({ "sub": "someone", "exp": 4_102_444_800_u64 });
+        let token = jsonwebtoken::encode(&header, &claims, signer.encoding_key().expect("key"))
+            .expect("signed");
+        let verifier = public.verification_key(signer.kid()).expect("known kid");
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<serde_json::Value>(&token, verifier.decoding_key(), &validation)
+            .expect("verifies with the public half");
+        // The same cursor MAC on both sides.
+        assert!(public.verify_mac(b"page", &private.mac(b"page")));
+
+        // A key whose kid was altered, or a symmetric key, is refused.
+        let mut altered = private.jwks().keys;
+        altered[0].common.key_id = Some("another".into());
+        assert!(KeySet::from_public(&altered, vec![7; 32]).is_err());
+        let hmac: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "oct", "k": "c2VjcmV0", "alg": "HS256", "kid": "x"
+        }))
+        .expect("jwk");
+        assert!(KeySet::from_public(&[hmac], vec![7; 32]).is_err());
+        assert!(KeySet::from_public(&[], vec![7; 32]).is_err(), "no key");
     }
 
     #[test]

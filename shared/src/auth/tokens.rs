@@ -103,6 +103,10 @@ pub enum IssueError {
     /// Signing failed: a bug.
     #[error("signing the access token")]
     Signing(#[from] jsonwebtoken::errors::Error),
+    /// This instance holds the public keys only (`JWT_PUBLIC_KEYS_SECRET_ARN`): a function
+    /// that issues tokens was deployed without the private-key secret.
+    #[error("this instance holds the public JWT keys only and cannot sign")]
+    CannotSign,
 }
 
 /// Issues and verifies access tokens.
@@ -183,9 +187,10 @@ impl AccessTokens {
             amr,
         };
         let key = keys.signing_key();
+        let encoding = key.encoding_key().ok_or(IssueError::CannotSign)?;
         let mut header = Header::new(key.algorithm().jwt_algorithm());
         header.kid = Some(key.kid().to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, key.encoding_key())?;
+        let token = jsonwebtoken::encode(&header, &claims, encoding)?;
         Ok(IssuedAccessToken { token, claims })
     }
 

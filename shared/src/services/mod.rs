@@ -74,7 +74,7 @@ impl From<IssueError> for DependencyError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Unavailable(e) => e.into(),
-            IssueError::Signing(_) => Self::Internal(e.into()),
+            IssueError::Signing(_) | IssueError::CannotSign => Self::Internal(e.into()),
         }
     }
 }
