@@ -48,15 +48,14 @@ use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use lambda_http::request::RequestContext;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::http::extract::ClientIp;
-use crate::http::{self, ApiError, AppState, MinimumResponseTime};
-use crate::services::DependencyError;
+use crate::http::{self, AppState, MinimumResponseTime};
 use crate::telemetry;
 
 /// Serves `routes` as a Lambda function until the runtime stops it; metrics are flushed

@@ -609,7 +609,10 @@ async fn a_function_behind_the_authorizer_takes_its_caller_from_the_token_not_th
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["id"].clone(), body["role"].clone()), (json!(user.id), json!("user")));
+    assert_eq!(
+        (body["id"].clone(), body["role"].clone()),
+        (json!(user.id), json!("user"))
+    );
 
     // Without a context (no authorizer on the route) the same: the token alone decides.
     let (status, body) = invoke_get_me(

@@ -366,7 +366,9 @@ async fn the_verifiers_read_public_keys_only_and_meet_a_new_key_before_anyone_si
     let token = issue(&signer).await;
     let claims = verifier.verify(&token).await.expect("verifies");
     assert_eq!(claims.role, Role::User);
-    let refused = verifier.issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7()).await;
+    let refused = verifier
+        .issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7())
+        .await;
     assert!(
         matches!(refused, Err(IssueError::CannotSign)),
         "{refused:?}"
@@ -379,12 +381,18 @@ async fn the_verifiers_read_public_keys_only_and_meet_a_new_key_before_anyone_si
         .step("createSecret", &token_id)
         .await
         .expect("createSecret");
-    rotation.step("setSecret", &token_id).await.expect("setSecret");
+    rotation
+        .step("setSecret", &token_id)
+        .await
+        .expect("setSecret");
     let old_kid = rotation.kids().await[0].clone();
     let public = rotation.public_key_set().await;
     let new_kid = public.signing_key().kid().to_owned();
     assert_ne!(new_kid, old_kid, "the pending key is published first");
-    assert!(public.verification_key(&old_kid).is_some(), "the old one stays");
+    assert!(
+        public.verification_key(&old_kid).is_some(),
+        "the old one stays"
+    );
     for step in &STEPS[2..] {
         rotation.step(step, &token_id).await.expect(step);
     }

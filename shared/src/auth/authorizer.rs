@@ -96,14 +96,13 @@ use aws_lambda_events::event::apigw::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::revocation::Revocations;
 use super::rules::{Permission, RouteRules};
 use super::tokens::{AccessClaims, AccessTokens};
 use super::{AuthError, Caller};
 use crate::audit::{AuditEvent, AuditKind, AuditReason, AuditSink};
-use crate::domain::Amr;
 use crate::telemetry::ErrorChain;
 
 /// The longest a deny waits for its audit event to be stored (the function's `Timeout` is
@@ -369,8 +368,7 @@ fn claims_of_verified(token: &str) -> Option<AccessClaims> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Role;
-    use std::collections::HashMap;
+    use crate::domain::{Amr, Role};
 
     #[test]
     fn bearer_values_are_read_case_insensitively() {
