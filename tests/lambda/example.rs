@@ -31,10 +31,18 @@ async fn call(
         .invoke(&authorizer_event(route_key, path, Some(&bearer)))
         .await;
     if answer["isAuthorized"] != json!(true) {
-        assert_eq!(answer["context"], json!({}), "a deny names no one: {answer}");
+        assert_eq!(
+            answer["context"],
+            json!({}),
+            "a deny names no one: {answer}"
+        );
         return None;
     }
-    Some(function.http(&behind(route_key, path, &bearer, &answer["context"])).await)
+    Some(
+        function
+            .http(&behind(route_key, path, &bearer, &answer["context"]))
+            .await,
+    )
 }
 
 /// The event API Gateway passes the function after an allow with `context`.

@@ -95,7 +95,10 @@ impl Caller {
 /// Answers one request.
 async fn handle(request: Request) -> Result<Response<Body>, Error> {
     let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() else {
-        return problem(StatusCode::BAD_REQUEST, "not an HTTP API (payload 2.0) request");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "not an HTTP API (payload 2.0) request",
+        );
     };
     let route = context.route_key.as_deref().unwrap_or_default();
     let Some(&(_, needs)) = ROUTES.iter().find(|(key, _)| *key == route) else {
@@ -108,7 +111,10 @@ async fn handle(request: Request) -> Result<Response<Body>, Error> {
         .as_ref()
         .and_then(|authorizer| Caller::from_context(&authorizer.fields))
     else {
-        return problem(StatusCode::UNAUTHORIZED, "no caller: this API's routes need the authorizer");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "no caller: this API's routes need the authorizer",
+        );
     };
     if let Err(why) = caller.meets(needs) {
         return problem(StatusCode::FORBIDDEN, why);
