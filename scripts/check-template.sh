@@ -17,7 +17,12 @@
 #      without a reason or a stale skip fails this step;
 #   6. scripts/deploy.sh dry runs (prod refuses without MailFrom, PublicBaseUrl,
 #      AlarmTopicArn; the change set is created, not executed) and shellcheck on it;
-#   7. actionlint over .github/workflows (with shellcheck on the `run:` scripts).
+#   7. actionlint over .github/workflows (with shellcheck on the `run:` scripts);
+# and the same for the example of another API behind the authorizer,
+# examples/protected-api/template.yaml: cfn-lint and sam validate --lint (step 2 and 3),
+# `template_checks.py example` (its routes against route-rules.json and its function, the
+# imported authorizer on every route, the function invocable by its API alone) and checkov
+# (step 5). scripts/sam-build.sh builds it.
 # Exits non-zero on any finding. The tools live in the project venv
 # ($HOME/.cache/user-service/venv, see ensure_venv in scripts/lib.sh), checkov in its own
 # (venv-checkov beside it: it pins boto3 and others differently from aws-sam-cli, and pip
@@ -41,6 +46,8 @@ TOOLS=(
 CHECKOV='checkov==3.3.30'
 CHECKOV_VENV="$CACHE_DIR/venv-checkov"
 WORK="$(mktemp -d)"
+# The example of another API behind the authorizer (docs/deploying.md).
+EXAMPLE_TEMPLATE=examples/protected-api/template.yaml
 
 # SAM and boto: no telemetry, no instance-metadata probing, a region for the transform.
 export SAM_CLI_TELEMETRY=0
@@ -282,23 +289,30 @@ setup_tools() {
     (VENV_DIR="$CHECKOV_VENV" && ensure_venv "$CHECKOV")
 }
 
-# cfn-lint and sam validate side by side, each into its own log, printed whole afterwards.
+# cfn-lint and sam validate (of template.yaml and of the example's) side by side, each into
+# its own log, printed whole afterwards.
 lint_template() {
-    local dir rc_cfn=0 rc_sam=0
+    local dir rc_cfn=0 rc_sam=0 rc_example=0
     dir="$(mktemp -d)"
-    cfn-lint template.yaml deploy/bootstrap.yaml >"$dir/cfn-lint.log" 2>&1 &
+    cfn-lint template.yaml deploy/bootstrap.yaml "$EXAMPLE_TEMPLATE" >"$dir/cfn-lint.log" 2>&1 &
     local cfn_pid=$!
     sam validate --lint --template-file template.yaml --region "$AWS_DEFAULT_REGION" \
         >"$dir/sam.log" 2>&1 &
     local sam_pid=$!
+    sam validate --lint --template-file "$EXAMPLE_TEMPLATE" --region "$AWS_DEFAULT_REGION" \
+        >"$dir/sam-example.log" 2>&1 &
+    local example_pid=$!
     wait "$cfn_pid" || rc_cfn=$?
     wait "$sam_pid" || rc_sam=$?
-    printf -- '--- cfn-lint template.yaml deploy/bootstrap.yaml (exit %d)\n' "$rc_cfn"
+    wait "$example_pid" || rc_example=$?
+    printf -- '--- cfn-lint template.yaml deploy/bootstrap.yaml %s (exit %d)\n' "$EXAMPLE_TEMPLATE" "$rc_cfn"
     cat "$dir/cfn-lint.log"
     printf -- '--- sam validate --lint (exit %d)\n' "$rc_sam"
     cat "$dir/sam.log"
+    printf -- '--- sam validate --lint --template-file %s (exit %d)\n' "$EXAMPLE_TEMPLATE" "$rc_example"
+    cat "$dir/sam-example.log"
     rm -rf "$dir"
-    ((rc_cfn == 0 && rc_sam == 0))
+    ((rc_cfn == 0 && rc_sam == 0 && rc_example == 0))
 }
 
 template_checks() {
@@ -306,9 +320,16 @@ template_checks() {
     python scripts/template_checks.py check "$WORK/template.yaml.json"
 }
 
+# The example: transformed, then its own checks (routes, authorizer, who may invoke it).
+example_checks() {
+    python scripts/template_checks.py transform "$WORK/protected-api.yaml.json" "$EXAMPLE_TEMPLATE"
+    python scripts/template_checks.py example "$WORK/protected-api.yaml.json"
+}
+
 # checkov on the template as CloudFormation receives it (its checks on the raw SAM file are
 # a subset: the transformed one adds the 22 generated IAM roles, Lambda permissions and the
-# API stage) and on the bootstrap template; both at once, then one summary.
+# API stage), on the bootstrap template and on the transformed example; all at once, then
+# one summary.
 run_checkov() {
     local checkov="$CHECKOV_VENV/bin/checkov" rc=0 pids=() pid
     "$checkov" -f "$WORK/template.yaml.json" --framework cloudformation --skip-download \
@@ -316,6 +337,9 @@ run_checkov() {
     pids+=($!)
     "$checkov" -f deploy/bootstrap.yaml --framework cloudformation --skip-download \
         -o json >"$WORK/checkov-bootstrap.yaml.json" 2>"$WORK/checkov-bootstrap.log" &
+    pids+=($!)
+    "$checkov" -f "$WORK/protected-api.yaml.json" --framework cloudformation --skip-download \
+        -o json >"$WORK/checkov-protected-api.yaml.json" 2>"$WORK/checkov-protected-api.log" &
     pids+=($!)
     # checkov exits 1 when a check fails; the summary below reports those. Anything else
     # is checkov itself failing.
@@ -327,7 +351,8 @@ run_checkov() {
         die "checkov failed (exit $rc)"
     fi
     python scripts/template_checks.py checkov --template=template.yaml --template=deploy/bootstrap.yaml \
-        "$WORK/checkov-template.yaml.json" "$WORK/checkov-bootstrap.yaml.json"
+        --template="$EXAMPLE_TEMPLATE" "$WORK/checkov-template.yaml.json" \
+        "$WORK/checkov-bootstrap.yaml.json" "$WORK/checkov-protected-api.yaml.json"
 }
 
 # scripts/deploy.sh without AWS: prod refuses to start without its three parameters, and
@@ -371,6 +396,7 @@ step "setup: cfn-lint, SAM CLI, actionlint, shellcheck, checkov (venvs)" setup_t
 step "template.yaml vs ENDPOINTS, samconfig.toml vs template.yaml" check_routes
 step "cfn-lint and sam validate --lint" lint_template
 step "SAM-transformed template: deletion order, network, data, CORS, timeouts, workflows" template_checks
-step "checkov (SAM-transformed template.yaml, deploy/bootstrap.yaml)" run_checkov
+step "examples/protected-api: routes, authorizer, invocable by its API alone" example_checks
+step "checkov (SAM-transformed template.yaml and example, deploy/bootstrap.yaml)" run_checkov
 step "scripts/deploy.sh dry runs, shellcheck" check_deploy_script
 step "actionlint .github/workflows" run_actionlint

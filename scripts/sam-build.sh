@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # `sam build` of every function in template.yaml (arm64, release, cargo-lambda through zig),
-# then a check of what it built: one aarch64 ELF `bootstrap` per function, and its size
-# zipped as the Lambda package is (deflate level 9), which must stay under 10 MiB.
+# then of the example examples/protected-api/template.yaml, then a check of what they built:
+# one aarch64 ELF `bootstrap` per function, and its size zipped as the Lambda package is
+# (deflate level 9), which must stay under 10 MiB.
 #
 # Run by scripts/test.sh (after the tests) and by .github/workflows/deploy.yml; on its own:
 #   scripts/sam-build.sh
-# Output: .aws-sam/build (SAM's default, gitignored: `sam deploy` finds it there without
-# flags, and every clone has its own, so two worktrees never overwrite each other's build).
+# Output: .aws-sam/build, and examples/protected-api/.aws-sam/build for the example (SAM's
+# default, gitignored: `sam deploy` finds it there without flags, and every clone has its
+# own, so two worktrees never overwrite each other's build).
 #
 # How SAM builds these functions (aws-lambda-builders' rust-cargolambda workflow): in place,
 # nothing copied. For each function it runs `cargo lambda build --release --arm64 --bin NAME`
@@ -115,9 +117,23 @@ started=$SECONDS
 sam build --build-dir "$BUILD_DIR" "${EXCLUDE[@]}"
 log "sam build took $(fmt_duration $((SECONDS - started)))"
 
-# Every built function: an aarch64 ELF executable named bootstrap; its sizes; the limit.
-python - "$BUILD_DIR" "$ZIP_LIMIT_BYTES" "$CARGO_TARGET_DIR/sam-build-zip-sizes.json" \
-    "${FUNCTIONS[@]}" <<'PY'
+# The example of another API behind the authorizer, built as its README says: `sam build`
+# in its folder, from its own template.yaml, into its own .aws-sam (never into the build
+# that gets deployed). Its crate is a workspace member, so cargo-lambda builds it against
+# the workspace's Cargo.lock and [profile.release], in the same cargo cache: the
+# dependencies it shares with the functions with the same features are reused, the others
+# (lambda_http and the crates under it, with the example's fewer features) are compiled
+# once for it and stay cached.
+EXAMPLE_DIR=examples/protected-api
+log "sam build of $EXAMPLE_DIR (its own template); cargo cache $CARGO_TARGET_DIR"
+started=$SECONDS
+(cd "$EXAMPLE_DIR" && sam build)
+log "sam build of $EXAMPLE_DIR took $(fmt_duration $((SECONDS - started)))"
+
+# check_packages BUILD_DIR SIZES_FILE "LogicalId CodeUri"...: every built function is an
+# aarch64 ELF executable named bootstrap; prints its sizes; fails past the limit.
+check_packages() {
+    python - "$1" "$ZIP_LIMIT_BYTES" "$2" "${@:3}" <<'PY'
 """Checks SAM's build output and prints the size table. Zips in memory, as `sam package`
 does (one entry `bootstrap`, deflate), at level 9 (`zip -9`), two at a time (zlib releases
 the GIL). Zipped sizes are remembered by the binary's SHA-256, so a re-run without changes
@@ -218,3 +234,7 @@ built = [r for r in rows if r[2] is not None]
 print(f"{len(built)} functions built, each an aarch64 ELF `bootstrap` under "
       f"{limit / MIB:.0f} MiB zipped (together {sum(r[3] for r in built) / MIB:.1f} MiB)")
 PY
+}
+check_packages "$BUILD_DIR" "$CARGO_TARGET_DIR/sam-build-zip-sizes.json" "${FUNCTIONS[@]}"
+check_packages "$EXAMPLE_DIR/.aws-sam/build" "$CARGO_TARGET_DIR/sam-build-example-zip-sizes.json" \
+    "ExampleFunction $EXAMPLE_DIR/function"

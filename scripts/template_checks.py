@@ -2,8 +2,11 @@
 template as CloudFormation receives it (after SAM's transform, run here with samtranslator,
 no AWS credentials), and of the GitHub workflows and samconfig.toml around it.
 
-    python scripts/template_checks.py transform OUT.json   SAM-transformed template.yaml
+    python scripts/template_checks.py transform OUT.json [TEMPLATE]   SAM-transformed
+                                                    template.yaml (or TEMPLATE)
     python scripts/template_checks.py check OUT.json       the checks below on it
+    python scripts/template_checks.py example OUT.json     the example's checks (below) on
+                                                    its transformed template
     python scripts/template_checks.py checkov REPORT.json... summary of checkov's JSON reports
 
 Run by scripts/check-template.sh in the project venv (samtranslator comes with aws-sam-cli,
@@ -37,6 +40,12 @@ The checks (the issue each one keeps fixed is named in its docstring):
 - the workflows: every action pinned to a commit SHA with its version in a comment, the
   deploy jobs only on main after the tests, one concurrency group per environment, prod
   through a change set created with --no-execute-changeset.
+
+The example of another API behind the authorizer (examples/protected-api, `example`): its
+template's routes, the routes of its route-rules.json beyond this service's own, and the
+route table of its function are the same three; every route has the imported authorizer;
+and nothing but its API can invoke the function (no function URL, every invoke permission
+for API Gateway from that API), since the function believes the authorizer's context.
 """
 
 from __future__ import annotations
@@ -855,6 +864,74 @@ class Checks:
         return self.errors
 
 
+# --- the example of another API behind the authorizer -----------------------------------
+EXAMPLE = ROOT / "examples" / "protected-api"
+
+
+def example_checks(transformed: dict) -> list[str]:
+    """examples/protected-api: routes, authorizer and who may invoke the function (see the
+    module docstring). `transformed` is its SAM-transformed template."""
+    errors = []
+    resources = transformed["Resources"]
+    default_rules = re.search(
+        r'SERVICE_DEFAULT_RULES: &str = r#"(.*?)"#', (ROOT / "shared/src/auth/rules.rs").read_text(), re.S
+    )
+    if not default_rules:
+        return ["shared/src/auth/rules.rs: SERVICE_DEFAULT_RULES not found"]
+    own = set(json.loads(default_rules.group(1)))
+    rules = json.loads((EXAMPLE / "route-rules.json").read_text())
+    from_rules = set(rules) - own
+    main_rs = (EXAMPLE / "function/src/main.rs").read_text()
+    table = re.search(r"const ROUTES: .*?= &\[(.*?)\n\];", main_rs, re.S)
+    from_function = set(re.findall(r'"([A-Z]+ /[^"]*)"', table.group(1))) if table else set()
+    if not from_function:
+        errors.append("function/src/main.rs: no route keys found in ROUTES")
+
+    apis = {k for k, v in resources.items() if v["Type"] == "AWS::ApiGatewayV2::Api"}
+    if len(apis) != 1:
+        return errors + [f"expected one HTTP API, found {sorted(apis)}"]
+    (api,) = apis
+    body = resources[api]["Properties"].get("Body", {})
+    authorizers = body.get("components", {}).get("securitySchemes", {})
+    from_template = set()
+    for path, methods in body.get("paths", {}).items():
+        for method, operation in methods.items():
+            key = f"{method.upper()} {path}"
+            from_template.add(key)
+            security = [name for entry in operation.get("security", []) for name in entry]
+            if not security or any(name not in authorizers for name in security):
+                errors.append(f"{key}: not behind the imported authorizer (security {security})")
+    for name, scheme in authorizers.items():
+        uri = json.dumps(scheme.get("x-amazon-apigateway-authorizer", {}).get("authorizerUri"))
+        if "Fn::ImportValue" not in uri or "-AuthorizerArn" not in uri:
+            errors.append(f"authorizer {name} is not the imported STACK-AuthorizerArn: {uri}")
+
+    for what, routes in (("route-rules.json (beyond this service's own)", from_rules),
+                         ("function/src/main.rs ROUTES", from_function)):
+        if routes != from_template:
+            errors.append(f"{what} {sorted(routes)} != template routes {sorted(from_template)}")
+
+    functions = [k for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"]
+    for kind in ("AWS::Lambda::Url", "AWS::Lambda::EventSourceMapping"):
+        if any(v["Type"] == kind for v in resources.values()):
+            errors.append(f"{kind}: the function must be reachable through its API alone")
+    for name, res in resources.items():
+        if res["Type"] != "AWS::Lambda::Permission":
+            continue
+        props = res["Properties"]
+        target = json.dumps(props.get("FunctionName"))
+        if not any(f'"{f}"' in target for f in functions):
+            continue  # the authorizer's permission, on the imported function
+        source = json.dumps(props.get("SourceArn"))
+        if props.get("Principal") != "apigateway.amazonaws.com" or f'"{api}"' not in source:
+            errors.append(f"{name}: invoke permission for {props.get('Principal')} from {source}, "
+                          f"not for API Gateway from {api}")
+    if not errors:
+        print(f"examples/protected-api: {len(from_template)} routes, each behind the imported "
+              "authorizer, the same in route-rules.json and the function; invocable by its API alone")
+    return errors
+
+
 # --- checkov --------------------------------------------------------------------------------
 def checkov_summary(reports: list[str]) -> int:
     """Prints each report's counts and every failure; checks that every suppression has a
@@ -869,6 +946,8 @@ def checkov_summary(reports: list[str]) -> int:
             label = pathlib.Path(report).name.removeprefix("checkov-").removesuffix(".json")
             if label == "template.yaml":
                 label = "template.yaml (SAM-transformed)"
+            elif label == "protected-api.yaml":
+                label = "examples/protected-api/template.yaml (SAM-transformed)"
             failed = results.get("failed_checks", [])
             skipped = results.get("skipped_checks", [])
             for check in failed:
@@ -914,11 +993,18 @@ def stale_suppressions(template_paths: list[str], reports: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[1] == "transform":
-        out = transform(ROOT / "template.yaml")
+    if len(argv) in (3, 4) and argv[1] == "transform":
+        source = pathlib.Path(argv[3]) if len(argv) == 4 else ROOT / "template.yaml"
+        out = transform(source)
         pathlib.Path(argv[2]).write_text(json.dumps(out, indent=1))
-        print(f"SAM-transformed template.yaml: {len(out['Resources'])} resources")
+        print(f"SAM-transformed {source.relative_to(ROOT) if source.is_absolute() else source}: "
+              f"{len(out['Resources'])} resources")
         return 0
+    if len(argv) == 3 and argv[1] == "example":
+        errors = example_checks(json.loads(pathlib.Path(argv[2]).read_text()))
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if errors else 0
     if len(argv) == 3 and argv[1] == "check":
         checks = Checks(json.loads(pathlib.Path(argv[2]).read_text()))
         errors = checks.run()

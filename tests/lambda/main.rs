@@ -4,7 +4,9 @@
 //! deployment, and is fed the events API Gateway would send it.
 //!
 //! Each function has one test, named after it (`get-me` is `get_me`), which
-//! [`every_function_binary_has_a_test`] checks against `ENDPOINTS` plus the authorizer. A
+//! [`every_function_binary_has_a_test`] checks against `ENDPOINTS` plus the authorizer. The
+//! example of another API behind the authorizer (`examples/protected-api`, a workspace
+//! member) has its own test too: `protected_api`. A
 //! test's deployment is a [`TestApp`] (it creates and migrates the database, the key file and
 //! the bootstrap admin); the steps that set a scene (a user to log in, a session to end) go
 //! through it in-process, and the function under test only through its binary.
@@ -13,6 +15,7 @@ mod admin;
 mod auth;
 mod authorizer;
 mod email;
+mod example;
 mod me;
 mod mfa;
 mod public;
