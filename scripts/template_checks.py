@@ -678,7 +678,7 @@ class Checks:
         template = template or self.t
         found = []
         role_name = re.search(r'pub const RUNTIME_ROLE: &str = "([^"]+)"',
-                              (ROOT / "shared/src/db/runtime_role.rs").read_text())
+                              (ROOT / "shared/src/config.rs").read_text())
         for label, overrides in (("defaults", {}), ("with RDS Proxy", {"UseRdsProxy": "true"})):
             resources = Scenario(template, overrides).resources()
             functions = self.functions_by_crate(resources)
@@ -731,7 +731,7 @@ class Checks:
                 username = None
             if generate.get("GenerateStringKey") != "password" or not role_name or username != role_name.group(1):
                 found.append(f"{self.RUNTIME_SECRET}: must generate \"password\" for username "
-                             f"{role_name.group(1) if role_name else '?'} (RUNTIME_ROLE in shared/src/db/runtime_role.rs)")
+                             f"{role_name.group(1) if role_name else '?'} (RUNTIME_ROLE in shared/src/config.rs)")
             resources = Scenario(template).resources()
             schedules = [n for n, r in resources.items() if r["Type"] == "AWS::SecretsManager::RotationSchedule"
                          and r["Properties"].get("SecretId") == {"Ref": self.RUNTIME_SECRET}]

@@ -30,9 +30,8 @@ pub struct Config {
     /// only the migrate function has it); read on first connect and again after
     /// `SECRETS_REFRESH_SECONDS` or a refused password.
     pub database_secret_arn: Option<String>,
-    /// The role the service connects as (`DATABASE_RUNTIME_USER`, default
-    /// [`crate::db::runtime_role::RUNTIME_ROLE`], the role the migrations create with only
-    /// the privileges the code uses). Without `DATABASE_RUNTIME_SECRET_ARN` it logs in with
+    /// The role the service connects as (`DATABASE_RUNTIME_USER`, default [`RUNTIME_ROLE`],
+    /// the role the migrations create with only the privileges the code uses). Without `DATABASE_RUNTIME_SECRET_ARN` it logs in with
     /// no password (trust authentication on a developer machine), unless it is the URL's
     /// own user, which keeps the URL's password.
     pub database_runtime_user: String,
@@ -338,6 +337,11 @@ impl Default for Argon2Config {
     }
 }
 
+/// The runtime database role's name, as `migrations/V8__runtime_role.sql` creates it (roles
+/// are cluster-wide: every database of the cluster that this service migrates shares it);
+/// see `db::runtime_role`.
+pub const RUNTIME_ROLE: &str = "user_service_app";
+
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {name}: {reason}")]
@@ -391,7 +395,7 @@ impl Config {
             .into(),
             database_secret_arn: get("DATABASE_SECRET_ARN"),
             database_runtime_user: get("DATABASE_RUNTIME_USER")
-                .unwrap_or_else(|| crate::db::runtime_role::RUNTIME_ROLE.to_owned()),
+                .unwrap_or_else(|| RUNTIME_ROLE.to_owned()),
             database_runtime_secret_arn: get("DATABASE_RUNTIME_SECRET_ARN"),
             database_tls: parse_or(
                 &get,

@@ -141,7 +141,9 @@ async fn database_credentials_come_from_secrets_manager() {
     // This machine's Postgres trusts local connections whatever the password, so what the
     // test can see is the user: the migrations run as the owner's secret's user, and every
     // pooled connection of the service is the runtime role's secret's user.
-    let _password_is_ours = user_service_tests::database::RUNTIME_ROLE_PASSWORD.lock().await;
+    let _password_is_ours = user_service_tests::database::RUNTIME_ROLE_PASSWORD
+        .lock()
+        .await;
     let owner = format!("svc_{}", Uuid::new_v4().simple());
     let admin = user_service_tests::test_app::admin_postgres()
         .await
@@ -201,7 +203,10 @@ async fn database_credentials_come_from_secrets_manager() {
         .await
         .expect("pg_tables")
         .get(0);
-    assert_eq!(table_owner, owner, "the migrations ran as the owner's secret's user");
+    assert_eq!(
+        table_owner, owner,
+        "the migrations ran as the owner's secret's user"
+    );
     drop(app);
     let _ = admin
         .batch_execute(&format!("DROP ROLE IF EXISTS {owner}"))

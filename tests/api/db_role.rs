@@ -21,10 +21,16 @@ use uuid::Uuid;
 const GRANTS: &[(&str, &[&str])] = &[
     ("audit_events", &["INSERT", "SELECT"]),
     ("email_tokens", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
-    ("mfa_recovery_codes", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
+    (
+        "mfa_recovery_codes",
+        &["DELETE", "INSERT", "SELECT", "UPDATE"],
+    ),
     ("mfa_tokens", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
     ("mfa_totp", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
-    ("password_reset_tokens", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
+    (
+        "password_reset_tokens",
+        &["DELETE", "INSERT", "SELECT", "UPDATE"],
+    ),
     ("refinery_schema_history", &[]),
     ("refresh_tokens", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
     ("sessions", &["DELETE", "INSERT", "SELECT", "UPDATE"]),
@@ -38,10 +44,9 @@ const EXECUTABLE: &[&str] = &["prune_audit_events"];
 async fn migrated() -> (TestDatabase, tokio_postgres::Client) {
     let db = TestDatabase::create().await;
     let url = db.url();
-    let config = user_service::Config::from_lookup(|name| {
-        (name == "DATABASE_URL").then(|| url.clone())
-    })
-    .expect("configuration");
+    let config =
+        user_service::Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))
+            .expect("configuration");
     let secrets = user_service::secrets::SecretsManager::from_config(&config);
     Migrator::from_config(&config, &secrets)
         .expect("migrator")
@@ -98,7 +103,10 @@ async fn the_runtime_role_cannot_edit_or_erase_audit_rows() {
     // One event past its retention, one within it, written as the service writes them.
     let (expired, live) = (Uuid::new_v4(), Uuid::new_v4());
     let user = Uuid::new_v4();
-    for (id, expires) in [(expired, "now() - interval '1 day'"), (live, "now() + interval '1 day'")] {
+    for (id, expires) in [
+        (expired, "now() - interval '1 day'"),
+        (live, "now() + interval '1 day'"),
+    ] {
         app.execute(
             &format!(
                 "INSERT INTO audit_events (id, user_id, at, type, outcome, expires_at)
@@ -110,9 +118,17 @@ async fn the_runtime_role_cannot_edit_or_erase_audit_rows() {
         .expect("the runtime role writes audit events");
     }
     refused(&app, "DELETE FROM audit_events").await;
-    refused(&app, &format!("DELETE FROM audit_events WHERE id = '{live}'")).await;
+    refused(
+        &app,
+        &format!("DELETE FROM audit_events WHERE id = '{live}'"),
+    )
+    .await;
     refused(&app, "UPDATE audit_events SET reason = 'rewritten'").await;
-    refused(&app, "UPDATE audit_events SET expires_at = now() - interval '1 year'").await;
+    refused(
+        &app,
+        "UPDATE audit_events SET expires_at = now() - interval '1 year'",
+    )
+    .await;
     refused(&app, "TRUNCATE audit_events").await;
     // The retention is the one way out, and only for expired rows.
     let deleted: i64 = app
@@ -158,7 +174,11 @@ async fn the_runtime_role_holds_no_role_attributes() {
         .batch_execute("CREATE DATABASE scratch")
         .await
         .expect_err("no CREATE DATABASE");
-    assert_eq!(error.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{error}");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -204,13 +224,19 @@ async fn every_table_has_a_grant_decision() {
             (table.to_string(), privileges)
         })
         .collect();
-    let undecided: Vec<&String> = granted.keys().filter(|t| !expected.contains_key(*t)).collect();
+    let undecided: Vec<&String> = granted
+        .keys()
+        .filter(|t| !expected.contains_key(*t))
+        .collect();
     assert!(
         undecided.is_empty(),
         "tables with no grant decision: {undecided:?}; grant the runtime role what the code \
          uses in the table's migration and list it in GRANTS"
     );
-    assert_eq!(granted, expected, "the runtime role's privileges, table by table");
+    assert_eq!(
+        granted, expected,
+        "the runtime role's privileges, table by table"
+    );
     let executable: Vec<String> = owner
         .query(
             "SELECT p.proname::text FROM pg_proc p
@@ -224,7 +250,10 @@ async fn every_table_has_a_grant_decision() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(executable, EXECUTABLE, "the functions the runtime role may call");
+    assert_eq!(
+        executable, EXECUTABLE,
+        "the functions the runtime role may call"
+    );
 }
 
 #[tokio::test]

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use user_service::custom_resource::{MigrationResource, Status};
 use user_service::db::runtime_role::RUNTIME_ROLE;
-use user_service_tests::moto::create_secret;
 use user_service_tests::TestDatabase;
+use user_service_tests::moto::create_secret;
 use uuid::Uuid;
 
 /// A generous deadline for work that should finish.
@@ -169,12 +169,14 @@ fn migration_resource(database_url: String) -> MigrationResource {
 
 fn migration_resource_with(vars: &[(&str, String)]) -> MigrationResource {
     let config = user_service::Config::from_lookup(|name| {
-        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
     })
     .expect("configuration");
     let secrets = user_service::secrets::SecretsManager::from_config(&config);
-    let migrator = user_service::db::runtime_role::Migrator::from_config(&config, &secrets)
-        .expect("migrator");
+    let migrator =
+        user_service::db::runtime_role::Migrator::from_config(&config, &secrets).expect("migrator");
     MigrationResource::new(migrator).expect("the migrate resource")
 }
 
@@ -356,7 +358,11 @@ fn scram_verifies(verifier: &str, password: &str) -> bool {
         .and_then(|(params, keys)| {
             let (iterations, salt) = params.split_once(':')?;
             let (stored_key, _) = keys.split_once(':')?;
-            Some((iterations.parse::<u32>().ok()?, b64.decode(salt).ok()?, b64.decode(stored_key).ok()?))
+            Some((
+                iterations.parse::<u32>().ok()?,
+                b64.decode(salt).ok()?,
+                b64.decode(stored_key).ok()?,
+            ))
         })
     else {
         return false;
@@ -378,7 +384,9 @@ async fn create_gives_the_runtime_role_the_password_of_its_secret() {
     let Some(moto) = user_service_tests::moto_endpoint("Secrets Manager") else {
         return;
     };
-    let _password_is_ours = user_service_tests::database::RUNTIME_ROLE_PASSWORD.lock().await;
+    let _password_is_ours = user_service_tests::database::RUNTIME_ROLE_PASSWORD
+        .lock()
+        .await;
     let db = TestDatabase::create().await;
     let mut url = ResponseUrl::start().await;
     let password = format!("generated-{}", Uuid::new_v4().simple());
@@ -400,7 +408,9 @@ async fn create_gives_the_runtime_role_the_password_of_its_secret() {
         .expect("answered");
     assert_eq!(sent.status, Status::Success, "{}", sent.reason);
     check_answer(&url.answer().await, &create, "SUCCESS");
-    let verifier = runtime_role_verifier().await.expect("the role has a password");
+    let verifier = runtime_role_verifier()
+        .await
+        .expect("the role has a password");
     assert!(
         scram_verifies(&verifier, &password),
         "the role's password is the secret's (stored as SCRAM, never in clear)"

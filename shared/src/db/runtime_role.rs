@@ -12,9 +12,7 @@ use super::{AbortOnDrop, Connector, DbSecret};
 use crate::config::Config;
 use crate::secrets::SecretsManager;
 
-/// The runtime role's name, as the migrations create it (roles are cluster-wide: every
-/// database of the cluster that this service migrates shares it).
-pub const RUNTIME_ROLE: &str = "user_service_app";
+pub use crate::config::RUNTIME_ROLE;
 
 /// Applies the migrations as the owner and keeps the runtime role's password in step with
 /// its secret (`DATABASE_RUNTIME_SECRET_ARN`, when set).
@@ -114,7 +112,10 @@ mod tests {
     #[test]
     fn the_service_runs_as_the_runtime_role_and_migrations_as_the_url_user() {
         let (runtime, owner) = connectors(&[("DATABASE_URL", "postgres://postgres@db/app")]);
-        assert_eq!(runtime.expect("runtime").target.get_user(), Some(RUNTIME_ROLE));
+        assert_eq!(
+            runtime.expect("runtime").target.get_user(),
+            Some(RUNTIME_ROLE)
+        );
         assert_eq!(owner.target.get_user(), Some("postgres"));
     }
 
@@ -122,7 +123,9 @@ mod tests {
     fn a_url_password_never_goes_with_another_user() {
         let url = "postgres://owner:hunter2secret@db/app";
         let (runtime, owner) = connectors(&[("DATABASE_URL", url)]);
-        let refused = runtime.err().expect("the owner's password is not the role's");
+        let refused = runtime
+            .err()
+            .expect("the owner's password is not the role's");
         assert!(
             format!("{refused:#}").contains("DATABASE_RUNTIME_USER"),
             "{refused:#}"
