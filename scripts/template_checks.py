@@ -30,6 +30,9 @@ The checks (the issue each one keeps fixed is named in its docstring):
   secretsmanager grant on "*"); its first value is generated, with "current" naming that key;
 - ADMIN_REQUIRES_MFA reaches the authorizer and every admin route's function (ENDPOINTS
   with Access::Admin), and no other function;
+- the database logins: only the migrate function has and may read the master secret; every
+  other function (and RDS Proxy) reads DatabaseRuntimeSecret, generated for the runtime
+  role and rotated (hosted PostgreSQLSingleUser) after MigrationRun; with a self-test;
 - every secret of the template is one the CloudFormation execution role of
   deploy/bootstrap.yaml may create;
 - the RDS log exports go to a log group of this stack, with a retention; a major version
@@ -684,6 +687,118 @@ class Checks:
         self.notes.append(f"deploy/bootstrap.yaml's execution role may create the template's secrets ({', '.join(secrets)})")
 
     # data ---------------------------------------------------------------------------------------
+    # The database's two logins: the master user (RDS-managed secret) migrates; every other
+    # function runs as the runtime role, whose own secret Secrets Manager rotates.
+    MASTER_SECRET = {"Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]}
+    RUNTIME_SECRET = "DatabaseRuntimeSecret"
+    MIGRATOR = "migrate"
+
+    def master_grants(self, resources: dict, role: str) -> list[str]:
+        """Where `role` may read the master secret: a read grant on a resource naming the
+        Database resource (its MasterUserSecret), or on "*"."""
+        return self.secret_grants(resources, role, "Database")
+
+    def database_logins(self, template: dict | None = None, quiet: bool = False) -> list[str]:
+        """Every function was the database's master user, health and jwks included; that
+        user can also erase the Postgres audit trail. Now only the migrate function has
+        DATABASE_SECRET_ARN (the master secret) and may read it; every other function (and
+        RDS Proxy) reads the runtime role's secret only; that secret is generated for the
+        role the migrations create and rotated (hosted PostgreSQLSingleUser) after
+        MigrationRun. A self-test grants the master secret to another function and expects
+        a finding."""
+        template = template or self.t
+        found = []
+        role_name = re.search(r'pub const RUNTIME_ROLE: &str = "([^"]+)"',
+                              (ROOT / "shared/src/config.rs").read_text())
+        for label, overrides in (("defaults", {}), ("with RDS Proxy", {"UseRdsProxy": "true"})):
+            resources = Scenario(template, overrides).resources()
+            functions = self.functions_by_crate(resources)
+            if self.MIGRATOR not in functions:
+                found.append(f"no function builds functions/{self.MIGRATOR}")
+            migrator_role = None
+            for crate, name in sorted(functions.items()):
+                props = resources[name]["Properties"]
+                where = f"{name} (functions/{crate}, {label})"
+                env = props.get("Environment", {}).get("Variables", {})
+                role_ref = props.get("Role", {})
+                role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+                if crate == self.MIGRATOR:
+                    migrator_role = role
+                    if env.get("DATABASE_SECRET_ARN") != self.MASTER_SECRET:
+                        found.append(f"{where}: DATABASE_SECRET_ARN is {env.get('DATABASE_SECRET_ARN')!r}, "
+                                     "not the master secret (it migrates as the master user)")
+                    if role not in resources or not self.master_grants(resources, role):
+                        found.append(f"{where}: no GetSecretValue on the master secret")
+                else:
+                    named = sorted(k for k, v in env.items() if "MasterUserSecret" in json.dumps(v))
+                    if named:
+                        found.append(f"{where}: {', '.join(named)} names the master secret; only "
+                                     f"functions/{self.MIGRATOR} may")
+                # Functions that never query the database (openapi, rotate-keys) see the
+                # variable from Globals but have no grant; that is their business.
+                if "DATABASE_RUNTIME_SECRET_ARN" in env and \
+                        env["DATABASE_RUNTIME_SECRET_ARN"] != {"Ref": self.RUNTIME_SECRET}:
+                    found.append(f"{where}: DATABASE_RUNTIME_SECRET_ARN is not !Ref {self.RUNTIME_SECRET}")
+                if crate == self.MIGRATOR and (role not in resources or not self.secret_grants(
+                        resources, role, self.RUNTIME_SECRET)):
+                    found.append(f"{where}: no GetSecretValue on {self.RUNTIME_SECRET} (it could not set "
+                                 "the runtime role's password)")
+            for role, res in sorted(resources.items()):
+                if res["Type"] != "AWS::IAM::Role" or role == migrator_role:
+                    continue
+                for grant in self.master_grants(resources, role):
+                    found.append(f"{role} ({label}): may read the master database secret through {grant}; "
+                                 f"only functions/{self.MIGRATOR} may")
+        secret = template["Resources"].get(self.RUNTIME_SECRET)
+        if not secret or secret["Type"] != "AWS::SecretsManager::Secret":
+            found.append(f"no AWS::SecretsManager::Secret {self.RUNTIME_SECRET} (the runtime role's login)")
+        else:
+            generate = secret["Properties"].get("GenerateSecretString") or {}
+            text = generate.get("SecretStringTemplate", "")
+            text = text.get("Fn::Sub", "") if isinstance(text, dict) else text
+            try:
+                username = json.loads(re.sub(r"\$\{[^}]+\}", "0", text)).get("username")
+            except ValueError:
+                username = None
+            if generate.get("GenerateStringKey") != "password" or not role_name or username != role_name.group(1):
+                found.append(f"{self.RUNTIME_SECRET}: must generate \"password\" for username "
+                             f"{role_name.group(1) if role_name else '?'} (RUNTIME_ROLE in shared/src/config.rs)")
+            resources = Scenario(template).resources()
+            schedules = [n for n, r in resources.items() if r["Type"] == "AWS::SecretsManager::RotationSchedule"
+                         and r["Properties"].get("SecretId") == {"Ref": self.RUNTIME_SECRET}]
+            if not schedules:
+                found.append(f"{self.RUNTIME_SECRET}: no rotation schedule")
+            for name in schedules:
+                hosted = resources[name]["Properties"].get("HostedRotationLambda", {})
+                if hosted.get("RotationType") != "PostgreSQLSingleUser":
+                    found.append(f"{name}: not the hosted PostgreSQLSingleUser rotation")
+                if "MigrationRun" not in ancestors(dependencies(resources), name):
+                    found.append(f"{name}: must wait for MigrationRun (the role and its password)")
+        if not quiet:
+            for error in found:
+                self.fail(error)
+            self.notes.append(f"database logins: only functions/{self.MIGRATOR} reads the master secret; "
+                              f"the others (and RDS Proxy) read {self.RUNTIME_SECRET}, rotated after MigrationRun")
+        return found
+
+    def database_logins_self_test(self):
+        """The check above must catch a master-secret grant on another function."""
+        import copy
+        broken = copy.deepcopy(self.t)
+        victim = next((n for n, r in broken["Resources"].items() if r["Type"] == "AWS::IAM::Role"
+                       and "Migrate" not in n and r["Properties"].get("Policies")), None)
+        if not victim:
+            self.fail("database logins self-test: no role to break")
+            return
+        broken["Resources"][victim]["Properties"]["Policies"].append({
+            "PolicyName": "self-test",
+            "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                              "Resource": self.MASTER_SECRET}]}})
+        if not any(victim in error for error in self.database_logins(broken, quiet=True)):
+            self.fail(f"database logins self-test: a master-secret grant on {victim} went unnoticed")
+        else:
+            self.notes.append(f"self-test: a master-secret grant added to {victim} is reported")
+
     def database(self):
         """The RDS log group had no retention; a PostgresVersion change failed."""
         scenario = Scenario(self.t)
@@ -858,6 +973,8 @@ class Checks:
         self.admin_requires_mfa()
         self.bootstrap_secrets()
         self.database()
+        self.database_logins()
+        self.database_logins_self_test()
         self.cors()
         self.timeouts()
         self.workflows()

@@ -79,7 +79,7 @@ impl Foundation {
             ),
         };
         let db = Db::connect(
-            Connector::from_config(config, &secrets)?,
+            Connector::runtime(config, &secrets)?,
             config.database_pool_size,
             config.dependency_timeout,
         )?;
@@ -238,7 +238,7 @@ impl Cleanup {
 /// The cleanup of the deployment `config` describes. Connects lazily; applies no migration.
 pub fn cleanup(config: &Config) -> Result<Cleanup, StartupError> {
     let db = Db::connect(
-        Connector::from_config(config, &SecretsManager::from_config(config))?,
+        Connector::runtime(config, &SecretsManager::from_config(config))?,
         config.database_pool_size,
         config.dependency_timeout,
     )?;
@@ -264,12 +264,10 @@ impl App {
     /// complete and creates the bootstrap admin when one is configured. Fails if Postgres or
     /// Redis cannot be reached now.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        db::migrate(&Connector::from_config(
-            &config,
-            &SecretsManager::from_config(&config),
-        )?)
-        .await
-        .context("applying migrations")?;
+        db::runtime_role::Migrator::from_config(&config, &SecretsManager::from_config(&config))?
+            .run()
+            .await
+            .context("applying migrations")?;
         let state = state(&config).await?;
         state
             .authenticator

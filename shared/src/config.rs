@@ -20,13 +20,25 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// The local server's connection limits (`HTTP_*`).
     pub http_server: HttpServerConfig,
-    /// Postgres connection URL (`DATABASE_URL`); may carry a password. On AWS it is built
-    /// from `DATABASE_HOST`, `DATABASE_PORT` and `DATABASE_NAME`, without credentials.
+    /// Postgres connection URL (`DATABASE_URL`); may carry a password. Its user is the
+    /// owner of the schema, who runs the migrations; the service itself connects as
+    /// `database_runtime_user`. On AWS it is built from `DATABASE_HOST`, `DATABASE_PORT` and
+    /// `DATABASE_NAME`, without credentials.
     pub database_url: SecretString,
-    /// Secrets Manager secret holding the database credentials, JSON `{"username",
-    /// "password"}` (`DATABASE_SECRET_ARN`, the RDS-managed master secret); read on first
-    /// connect and again after `SECRETS_REFRESH_SECONDS` or a refused password.
+    /// Secrets Manager secret holding the credentials of the owner who migrates, JSON
+    /// `{"username", "password"}` (`DATABASE_SECRET_ARN`, the RDS-managed master secret:
+    /// only the migrate function has it); read on first connect and again after
+    /// `SECRETS_REFRESH_SECONDS` or a refused password.
     pub database_secret_arn: Option<String>,
+    /// The role the service connects as (`DATABASE_RUNTIME_USER`, default [`RUNTIME_ROLE`],
+    /// the role the migrations create with only the privileges the code uses). Without `DATABASE_RUNTIME_SECRET_ARN` it logs in with
+    /// no password (trust authentication on a developer machine), unless it is the URL's
+    /// own user, which keeps the URL's password.
+    pub database_runtime_user: String,
+    /// Secrets Manager secret of the runtime role, JSON `{"username", "password", ...}`
+    /// (`DATABASE_RUNTIME_SECRET_ARN`, rotated by Secrets Manager): the service's login
+    /// when set; the migrate function sets the role's password from it.
+    pub database_runtime_secret_arn: Option<String>,
     /// TLS to Postgres (`DATABASE_TLS`: `verify-full` or `off`; `verify-full` by default
     /// with `DATABASE_HOST`, else `off`).
     pub database_tls: TlsMode,
@@ -330,6 +342,11 @@ impl Default for Argon2Config {
     }
 }
 
+/// The runtime database role's name, as `migrations/V8__runtime_role.sql` creates it (roles
+/// are cluster-wide: every database of the cluster that this service migrates shares it);
+/// see `db::runtime_role`.
+pub const RUNTIME_ROLE: &str = "user_service_app";
+
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {name}: {reason}")]
@@ -382,6 +399,9 @@ impl Config {
             }
             .into(),
             database_secret_arn: get("DATABASE_SECRET_ARN"),
+            database_runtime_user: get("DATABASE_RUNTIME_USER")
+                .unwrap_or_else(|| RUNTIME_ROLE.to_owned()),
+            database_runtime_secret_arn: get("DATABASE_RUNTIME_SECRET_ARN"),
             database_tls: parse_or(
                 &get,
                 "DATABASE_TLS",
@@ -724,6 +744,7 @@ mod tests {
         );
         assert_eq!(c.database_tls, TlsMode::VerifyFull);
         assert_eq!(c.database_secret_arn.as_deref(), Some("arn:db"));
+        assert_eq!(c.database_runtime_user, "user_service_app");
         assert_eq!(
             c.redis_url.expose_secret(),
             "rediss://cache.example.internal:6380"

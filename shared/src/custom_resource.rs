@@ -8,7 +8,9 @@
 //! deadline, and a failure, a panic-free timeout or a malformed request all answer FAILED
 //! with a short reason. Only a request without a `ResponseURL` cannot be answered.
 //!
-//! Migrations: Create and Update apply the pending ones; Delete does nothing (the schema and
+//! Migrations: Create and Update apply the pending ones as the database's owner (the master
+//! user) and then set the runtime role's password from its secret (see
+//! [`crate::db::runtime_role`]); Delete does nothing (the schema and
 //! its data outlive the stack's resource, never dropped from here). The physical id is
 //! always [`MIGRATIONS_PHYSICAL_ID`], so an Update never makes CloudFormation delete the
 //! "old" resource.
@@ -26,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::db::Connector;
+use crate::db::runtime_role::Migrator;
 use crate::telemetry::ErrorChain;
 
 /// The physical id of `MigrationRun`: one, stable, whatever the request.
@@ -161,7 +163,7 @@ pub fn invocation_deadline(context: &lambda_runtime::Context) -> Instant {
 /// The `MigrationRun` custom resource: its handler and an HTTP client for the answer.
 #[derive(Clone)]
 pub struct MigrationResource {
-    database: Arc<Connector>,
+    database: Arc<Migrator>,
     http: reqwest::Client,
 }
 
@@ -172,9 +174,9 @@ impl fmt::Debug for MigrationResource {
 }
 
 impl MigrationResource {
-    /// Migrates the database `database` connects to (credentials from Secrets Manager and
-    /// TLS as configured).
-    pub fn new(database: Connector) -> Result<Self, reqwest::Error> {
+    /// Migrates with `database` (the owner's credentials from Secrets Manager and TLS as
+    /// configured, and the runtime role's secret).
+    pub fn new(database: Migrator) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -232,7 +234,7 @@ impl MigrationResource {
             }
             Some(RequestType::Create | RequestType::Update) => {
                 let work = async {
-                    let applied = crate::db::migrate(&self.database).await?;
+                    let applied = self.database.run().await?;
                     let mut data = Map::new();
                     data.insert("AppliedMigrations".into(), applied.to_string().into());
                     Ok((format!("applied {applied} pending migrations"), data))

@@ -69,14 +69,15 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let connector = db::Connector::from_config(
+    // The owner's login: migrations only; the routes and tools run as the runtime role.
+    let migrator = db::runtime_role::Migrator::from_config(
         &config,
         &user_service::secrets::SecretsManager::from_config(&config),
     )?;
-    db::ensure_database(&connector).await?;
+    db::ensure_database(migrator.owner()).await?;
     match cli.command {
         Command::Migrate => {
-            let applied = db::migrate(&connector).await?;
+            let applied = migrator.run().await?;
             tracing::info!(applied, "migrations done");
         }
         Command::Admin(AdminCommand::Create { email, name }) => {
@@ -88,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            db::migrate(&connector).await?;
+            migrator.run().await?;
             let state = user_service::app::state(&config).await?;
             let created = state
                 .accounts
@@ -108,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         // Handled before connecting.
         Command::Mfa(MfaCommand::NewKey) => {}
         Command::Mfa(MfaCommand::Reencrypt) => {
-            db::migrate(&connector).await?;
+            migrator.run().await?;
             let state = user_service::app::state(&config).await?;
             let count = state
                 .accounts

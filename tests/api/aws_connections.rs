@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use user_service::Config;
+use user_service::db::runtime_role::RUNTIME_ROLE;
 use user_service::db::{self, Connector, Db};
 use user_service::redis_store::Cache;
 use user_service::secrets::SecretsManager;
@@ -99,7 +100,7 @@ async fn a_certificate_from_another_ca_is_refused_not_trusted() {
         ("DEPENDENCY_TIMEOUT_MS", "3000".into()),
     ]);
     let secrets = SecretsManager::from_config(&config);
-    let connector = Connector::from_config(&config, &secrets).expect("connector");
+    let connector = Connector::owner(&config, &secrets).expect("connector");
     let refused = db::migrate(&connector)
         .await
         .expect_err("untrusted certificate");
@@ -128,7 +129,7 @@ async fn required_tls_never_falls_back_to_plain_text() {
         ("DATABASE_CA_FILE", pki.ca_file.display().to_string()),
     ]);
     let connector =
-        Connector::from_config(&config, &SecretsManager::from_config(&config)).expect("connector");
+        Connector::owner(&config, &SecretsManager::from_config(&config)).expect("connector");
     assert!(db::migrate(&connector).await.is_err());
 }
 
@@ -138,21 +139,31 @@ async fn database_credentials_come_from_secrets_manager() {
         return;
     };
     // This machine's Postgres trusts local connections whatever the password, so what the
-    // test can see is the user: the app must connect as the secret's user.
-    let role = format!("svc_{}", Uuid::new_v4().simple());
+    // test can see is the user: the migrations run as the owner's secret's user, and every
+    // pooled connection of the service is the runtime role's secret's user.
+    let _password_is_ours = user_service_tests::database::RUNTIME_ROLE_PASSWORD
+        .lock()
+        .await;
+    let owner = format!("svc_{}", Uuid::new_v4().simple());
     let admin = user_service_tests::test_app::admin_postgres()
         .await
         .expect("postgres");
     admin
         .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'unused'"
+            "CREATE ROLE {owner} LOGIN SUPERUSER PASSWORD 'unused'"
         ))
         .await
         .expect("create the role");
-    let secret = create_secret(
+    let owner_secret = create_secret(
         &moto,
         "db",
-        &json!({"username": role, "password": "rotated-elsewhere"}).to_string(),
+        &json!({"username": owner, "password": "rotated-elsewhere"}).to_string(),
+    )
+    .await;
+    let runtime_secret = create_secret(
+        &moto,
+        "db-runtime",
+        &json!({"username": RUNTIME_ROLE, "password": "rotated-by-secrets-manager"}).to_string(),
     )
     .await;
     let app = TestApp::builder()
@@ -160,7 +171,8 @@ async fn database_credentials_come_from_secrets_manager() {
             "DATABASE_URL",
             format!("postgres://{POSTGRES_ADDR}/{{database}}"),
         )
-        .env("DATABASE_SECRET_ARN", &secret)
+        .env("DATABASE_SECRET_ARN", &owner_secret)
+        .env("DATABASE_RUNTIME_SECRET_ARN", &runtime_secret)
         .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
         .spawn()
         .await;
@@ -178,12 +190,26 @@ async fn database_credentials_come_from_secrets_manager() {
         .collect();
     assert_eq!(
         users,
-        vec![role.clone()],
-        "every pooled connection is the secret's user"
+        vec![RUNTIME_ROLE.to_owned()],
+        "every pooled connection is the runtime secret's user"
+    );
+    let table_owner: String = app
+        .database()
+        .await
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
+            &[],
+        )
+        .await
+        .expect("pg_tables")
+        .get(0);
+    assert_eq!(
+        table_owner, owner,
+        "the migrations ran as the owner's secret's user"
     );
     drop(app);
     let _ = admin
-        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .batch_execute(&format!("DROP ROLE IF EXISTS {owner}"))
         .await;
 }
 
@@ -201,13 +227,13 @@ async fn an_unreadable_database_secret_is_an_outage_not_a_crash() {
             "DATABASE_URL",
             format!("postgres://{POSTGRES_ADDR}/postgres"),
         ),
-        ("DATABASE_SECRET_ARN", missing),
+        ("DATABASE_RUNTIME_SECRET_ARN", missing),
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto),
     ]);
     // Nothing is read while the pool is built (a cold start reads no secret it may not
     // need); the first query finds out, and that is a 503-class outage in bounded time.
     let connector =
-        Connector::from_config(&config, &SecretsManager::from_config(&config)).expect("connector");
+        Connector::runtime(&config, &SecretsManager::from_config(&config)).expect("connector");
     let db = Db::connect(connector, 2, Duration::from_secs(3)).expect("pool");
     let started = std::time::Instant::now();
     let outage = db.ping().await.expect_err("no credentials, no connection");

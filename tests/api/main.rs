@@ -9,6 +9,7 @@ mod authorizer;
 mod aws_connections;
 mod caching;
 mod connections;
+mod db_role;
 mod docs;
 mod email;
 mod errors;

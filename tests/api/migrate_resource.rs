@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use user_service::custom_resource::{MigrationResource, Status};
+use user_service::db::runtime_role::RUNTIME_ROLE;
 use user_service_tests::TestDatabase;
+use user_service_tests::moto::create_secret;
 use uuid::Uuid;
 
 /// A generous deadline for work that should finish.
@@ -162,13 +164,20 @@ async fn tables(db: &TestDatabase) -> Vec<String> {
 }
 
 fn migration_resource(database_url: String) -> MigrationResource {
+    migration_resource_with(&[("DATABASE_URL", database_url)])
+}
+
+fn migration_resource_with(vars: &[(&str, String)]) -> MigrationResource {
     let config = user_service::Config::from_lookup(|name| {
-        (name == "DATABASE_URL").then(|| database_url.clone())
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
     })
     .expect("configuration");
     let secrets = user_service::secrets::SecretsManager::from_config(&config);
-    let connector = user_service::db::Connector::from_config(&config, &secrets).expect("connector");
-    MigrationResource::new(connector).expect("the migrate resource")
+    let migrator =
+        user_service::db::runtime_role::Migrator::from_config(&config, &secrets).expect("migrator");
+    MigrationResource::new(migrator).expect("the migrate resource")
 }
 
 #[tokio::test]
@@ -321,4 +330,112 @@ async fn create_against_a_hung_database_answers_failed_at_the_deadline() {
     let reason = answer.body["Reason"].as_str().unwrap_or_default();
     assert!(reason.contains("did not finish"), "{reason}");
     holder.abort();
+}
+
+/// The runtime role's password as Postgres stores it (a SCRAM-SHA-256 verifier), if any.
+async fn runtime_role_verifier() -> Option<String> {
+    user_service_tests::test_app::admin_postgres()
+        .await
+        .expect("postgres")
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&RUNTIME_ROLE],
+        )
+        .await
+        .expect("pg_authid")
+        .get(0)
+}
+
+/// Whether `verifier` (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, RFC 5803)
+/// was made from `password`.
+fn scram_verifies(verifier: &str, password: &str) -> bool {
+    use aws_lc_rs::{digest, hmac, pbkdf2};
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some((iterations, salt, stored_key)) = verifier
+        .strip_prefix("SCRAM-SHA-256$")
+        .and_then(|rest| rest.split_once('$'))
+        .and_then(|(params, keys)| {
+            let (iterations, salt) = params.split_once(':')?;
+            let (stored_key, _) = keys.split_once(':')?;
+            Some((
+                iterations.parse::<u32>().ok()?,
+                b64.decode(salt).ok()?,
+                b64.decode(stored_key).ok()?,
+            ))
+        })
+    else {
+        return false;
+    };
+    let mut salted = [0u8; 32];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).expect("iterations"),
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    let client_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &salted), b"Client Key");
+    digest::digest(&digest::SHA256, client_key.as_ref()).as_ref() == stored_key.as_slice()
+}
+
+#[tokio::test]
+async fn create_gives_the_runtime_role_the_password_of_its_secret() {
+    let Some(moto) = user_service_tests::moto_endpoint("Secrets Manager") else {
+        return;
+    };
+    let _password_is_ours = user_service_tests::database::RUNTIME_ROLE_PASSWORD
+        .lock()
+        .await;
+    let db = TestDatabase::create().await;
+    let mut url = ResponseUrl::start().await;
+    let password = format!("generated-{}", Uuid::new_v4().simple());
+    let secret = create_secret(
+        &moto,
+        "db-runtime",
+        &json!({"username": RUNTIME_ROLE, "password": password, "engine": "postgres"}).to_string(),
+    )
+    .await;
+    let resource = migration_resource_with(&[
+        ("DATABASE_URL", db.url()),
+        ("DATABASE_RUNTIME_SECRET_ARN", secret),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.clone()),
+    ]);
+    let create = request("Create", &url.url, None);
+    let sent = resource
+        .handle(create.clone(), Instant::now() + DEADLINE)
+        .await
+        .expect("answered");
+    assert_eq!(sent.status, Status::Success, "{}", sent.reason);
+    check_answer(&url.answer().await, &create, "SUCCESS");
+    let verifier = runtime_role_verifier()
+        .await
+        .expect("the role has a password");
+    assert!(
+        scram_verifies(&verifier, &password),
+        "the role's password is the secret's (stored as SCRAM, never in clear)"
+    );
+
+    // A secret naming another login (here the master user) is refused: the migrate
+    // function never changes any password but the runtime role's.
+    let wrong = create_secret(
+        &moto,
+        "db-runtime",
+        &json!({"username": "postgres", "password": "not-the-masters"}).to_string(),
+    )
+    .await;
+    let resource = migration_resource_with(&[
+        ("DATABASE_URL", db.url()),
+        ("DATABASE_RUNTIME_SECRET_ARN", wrong),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto),
+    ]);
+    let update = request("Update", &url.url, Some("user-service-migrations"));
+    let sent = resource
+        .handle(update.clone(), Instant::now() + DEADLINE)
+        .await
+        .expect("answered");
+    assert_eq!(sent.status, Status::Failed);
+    assert!(sent.reason.contains(RUNTIME_ROLE), "{}", sent.reason);
+    assert!(!sent.reason.contains("not-the-masters"), "{}", sent.reason);
+    check_answer(&url.answer().await, &update, "FAILED");
 }

@@ -60,3 +60,7 @@ impl Drop for TestDatabase {
         let _ = cleanup.join();
     }
 }
+
+/// Held by the tests that set the runtime role's password: the role is cluster-wide, so
+/// one test's check of the password must not see another's.
+pub static RUNTIME_ROLE_PASSWORD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

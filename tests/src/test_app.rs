@@ -7,6 +7,10 @@
 //! is dropped, the Redis keys with the prefix are deleted and the folder is removed (set
 //! `KEEP_TEST_DATA=1` to keep them for a post-mortem).
 //!
+//! Database logins as on AWS: the migrations run as `postgres` (the owner), the routes as
+//! the runtime role `user_service_app`, so the whole suite runs on its grants alone.
+//! [`TestApp::database`] is a superuser connection for the tests' own checks.
+//!
 //! Rate limits: the contract limits requests per client IP (login 30/min, register 20/min),
 //! and every test request comes from 127.0.0.1. The apps are started with
 //! `TRUST_FORWARDED_FOR=true` and every request carries a random `X-Forwarded-For`, so that
@@ -331,9 +335,15 @@ fn default_vars(r: &Resources) -> HashMap<String, String> {
         .as_ref()
         .map_or_else(|| REDIS_ADDR.to_owned(), |p| p.addr().to_string());
     let vars = [
+        // The migrations run as `postgres` (the URL's user, the owner); the service runs as
+        // the runtime role (the default, spelled out), so every test exercises its grants.
         (
             "DATABASE_URL",
             format!("postgres://postgres@{pg}/{}", r.db_name),
+        ),
+        (
+            "DATABASE_RUNTIME_USER",
+            user_service::db::runtime_role::RUNTIME_ROLE.to_owned(),
         ),
         ("REDIS_URL", format!("redis://{redis}")),
         ("REDIS_KEY_PREFIX", r.redis_prefix.clone()),

@@ -10,7 +10,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     user_service::telemetry::init();
     let config = user_service::Config::from_env()?;
     let secrets = user_service::secrets::SecretsManager::from_config(&config);
-    let database = user_service::db::Connector::from_config(&config, &secrets)?;
+    // The owner's login (the master secret) and the runtime role's secret, whose password
+    // the role gets after the migrations.
+    let database = user_service::db::runtime_role::Migrator::from_config(&config, &secrets)?;
     let resource = &MigrationResource::new(database)?;
     // Boxed: the handler's future nests deep enough to overflow the compiler's layout query.
     lambda_runtime::run(service_fn(move |event: CustomResourceEvent| {

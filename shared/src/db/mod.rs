@@ -12,6 +12,7 @@ pub(crate) mod email_tokens;
 pub(crate) mod mfa;
 pub mod prune;
 pub(crate) mod reset_tokens;
+pub mod runtime_role;
 pub(crate) mod sessions;
 pub(crate) mod users;
 
@@ -95,8 +96,10 @@ impl From<PoolError> for DbError {
 }
 
 /// How to open one Postgres connection: where (the URL), over what (TLS with verified
-/// certificates, or plain TCP on a developer machine) and as whom (the URL's user, or
-/// credentials from Secrets Manager, which may be rotated under a running process).
+/// certificates, or plain TCP on a developer machine) and as whom: the owner who migrates
+/// ([`Connector::owner`]) or the runtime role the service runs as ([`Connector::runtime`]),
+/// each by a user name or by credentials from Secrets Manager, which may be rotated under a
+/// running process.
 #[derive(Clone)]
 pub struct Connector {
     target: PgConfig,
@@ -121,14 +124,43 @@ struct DbLogin {
 
 /// The JSON of an RDS-managed (or rotation-template) database secret.
 #[derive(serde::Deserialize)]
-struct DbSecret {
-    username: String,
-    password: SecretString,
+pub(crate) struct DbSecret {
+    pub(crate) username: String,
+    pub(crate) password: SecretString,
 }
 
 impl Connector {
-    /// The connector the configuration describes.
-    pub fn from_config(config: &Config, secrets: &SecretsManager) -> anyhow::Result<Self> {
+    /// The owner's login, for migrations only: `DATABASE_URL`'s user, or the credentials of
+    /// `DATABASE_SECRET_ARN` (the master secret on AWS).
+    pub fn owner(config: &Config, secrets: &SecretsManager) -> anyhow::Result<Self> {
+        Self::new(config, secrets, config.database_secret_arn.as_deref())
+    }
+
+    /// The service's login, the runtime role (see [`runtime_role`]): the credentials of
+    /// `DATABASE_RUNTIME_SECRET_ARN` when set; else `DATABASE_RUNTIME_USER` with no
+    /// password (trust authentication), or with the URL's password when it is the URL's
+    /// own user. A URL password never goes with another user: that is an error here.
+    pub fn runtime(config: &Config, secrets: &SecretsManager) -> anyhow::Result<Self> {
+        let secret = config.database_runtime_secret_arn.as_deref();
+        let mut connector = Self::new(config, secrets, secret)?;
+        let user = config.database_runtime_user.as_str();
+        if secret.is_none() && connector.target.get_user() != Some(user) {
+            anyhow::ensure!(
+                connector.target.get_password().is_none(),
+                "DATABASE_URL carries a password for its user, but the service connects as \
+                 {user} (DATABASE_RUNTIME_USER): give that role a password through \
+                 DATABASE_RUNTIME_SECRET_ARN, or set DATABASE_RUNTIME_USER to the URL's user"
+            );
+            connector.target.user(user);
+        }
+        Ok(connector)
+    }
+
+    fn new(
+        config: &Config,
+        secrets: &SecretsManager,
+        secret_arn: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let mut target: PgConfig = config
             .database_url
             .expose_secret()
@@ -149,7 +181,7 @@ impl Connector {
                 Some(MakeRustlsConnect::new(tls))
             }
         };
-        let credentials = config.database_secret_arn.as_ref().map(|arn| Credentials {
+        let credentials = secret_arn.map(|arn| Credentials {
             secret: CachedSecret::new(secrets.clone(), arn, config.secrets_refresh),
             refresh: config.secrets_refresh,
             current: Arc::new(ArcSwapOption::empty()),

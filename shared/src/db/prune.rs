@@ -1,6 +1,7 @@
 //! The cleanup: deletes the rows that can never be used again (dead sessions, refresh tokens
 //! past expiry, spent or expired password-reset, email and two-factor login tokens, two-factor
-//! set-ups never confirmed, expired audit events), in bounded
+//! set-ups never confirmed, expired audit events: through `prune_audit_events()`, as the
+//! service may not delete audit rows itself), in bounded
 //! batches, so that the tables do not grow without end and no pass holds locks for long.
 //!
 //! One place for every such table: [`PRUNE_TARGETS`], one line each. The local server runs a
@@ -45,15 +46,19 @@ pub const PRUNE_MAX_BATCHES: u32 = 10;
 /// How long dead rows are kept, unless the access-token lifetime asks for longer.
 const KEEP_DEAD: Duration = Duration::from_secs(24 * 3600);
 
-/// One table's dead rows: a `DELETE` of at most `$1` (int8) rows, given `$2` (float8), the
-/// seconds dead rows are kept, and `$3` (float8), the refresh-token lifetime in seconds; a
-/// statement may leave `$2` or `$3` unused. Returns the rows it deleted.
+/// One table's dead rows: a statement deleting at most `$1` (int8) rows, given `$2`
+/// (float8), the seconds dead rows are kept, and `$3` (float8), the refresh-token lifetime
+/// in seconds; a statement may leave `$2` or `$3` unused. It either is a `DELETE` (its row
+/// count is what it deleted) or returns that count as one int8 ([`PruneTarget::returns_count`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PruneTarget {
     /// The table's name, as the counts report it (a table may have several targets).
     pub table: &'static str,
     /// The statement.
     pub sql: &'static str,
+    /// Whether the statement returns the count (a function call) instead of being a
+    /// `DELETE` whose row count is the count.
+    pub returns_count: bool,
 }
 
 /// Every kind of dead row, in the order a pass deletes them: refresh tokens before the
@@ -65,6 +70,7 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   SELECT token_hash FROM refresh_tokens
                   WHERE expires_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
+        returns_count: false,
     },
     PruneTarget {
         table: "refresh_tokens",
@@ -73,6 +79,7 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   JOIN refresh_tokens rt ON rt.session_id = s.id
                   WHERE s.revoked_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
+        returns_count: false,
     },
     PruneTarget {
         table: "sessions",
@@ -84,6 +91,7 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                             < now() - make_interval(secs => $2 + $3))
                     AND NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.session_id = s.id)
                   LIMIT $1)",
+        returns_count: false,
     },
     PruneTarget {
         table: "password_reset_tokens",
@@ -92,6 +100,7 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   WHERE expires_at < now() - make_interval(secs => $2)
                      OR used_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
+        returns_count: false,
     },
     PruneTarget {
         table: "email_tokens",
@@ -100,6 +109,7 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   WHERE expires_at < now() - make_interval(secs => $2)
                      OR used_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
+        returns_count: false,
     },
     // Second steps of two-factor logins: past their five minutes, or spent.
     PruneTarget {
@@ -109,6 +119,7 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   WHERE expires_at < now() - make_interval(secs => $2)
                      OR spent_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
+        returns_count: false,
     },
     // Two-factor set-ups never confirmed.
     PruneTarget {
@@ -117,12 +128,16 @@ pub const PRUNE_TARGETS: &[PruneTarget] = &[
                   SELECT user_id FROM mfa_totp
                   WHERE confirmed_at IS NULL AND created_at < now() - make_interval(secs => $2)
                   LIMIT $1)",
+        returns_count: false,
     },
-    // Audit events carry their own expiry (AUDIT_RETENTION_DAYS after the event).
+    // Audit events carry their own expiry (AUDIT_RETENTION_DAYS after the event). The
+    // service's role may not delete audit rows: prune_audit_events (owned by the master user,
+    // migrations/V8__runtime_role.sql) deletes at most $1 of those whose expiry has passed,
+    // and nothing else.
     PruneTarget {
         table: "audit_events",
-        sql: "DELETE FROM audit_events WHERE id IN (
-                  SELECT id FROM audit_events WHERE expires_at < now() LIMIT $1)",
+        sql: "SELECT prune_audit_events($1)",
+        returns_count: true,
     },
 ];
 
@@ -191,11 +206,14 @@ impl Db {
                                 &[Type::INT8, Type::FLOAT8, Type::FLOAT8],
                             )
                             .await?;
-                        Ok::<_, DbError>(
-                            client
-                                .execute(&stmt, &[&policy.batch, &keep_dead, &refresh_ttl])
-                                .await?,
-                        )
+                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                            [&policy.batch, &keep_dead, &refresh_ttl];
+                        Ok::<_, DbError>(if target.returns_count {
+                            let deleted: i64 = client.query_one(&stmt, &params).await?.get(0);
+                            u64::try_from(deleted).unwrap_or(0)
+                        } else {
+                            client.execute(&stmt, &params).await?
+                        })
                     })
                     .await?;
                 *pruned.deleted.entry(target.table).or_insert(0) += rows;
