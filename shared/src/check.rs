@@ -24,7 +24,6 @@ use crate::db::{self, AbortOnDrop, Connector, MigrationStatus};
 use crate::mail::Mailer;
 use crate::redis_store::Cache;
 use crate::secrets::{CachedSecret, SecretsManager};
-use crate::telemetry::ErrorChain;
 
 /// Exit code: every check passed (warnings allowed).
 pub const EXIT_OK: u8 = 0;
@@ -115,11 +114,12 @@ impl fmt::Display for Report {
                 .filter(|f| wanted.contains(&f.status))
                 .count()
         };
+        let warnings = count(&[Status::Warn]);
         writeln!(
             f,
-            "{} ok, {} warnings, {} failed: exit {}",
+            "{} ok, {warnings} warning{}, {} failed: exit {}",
             count(&[Status::Ok]),
-            count(&[Status::Warn]),
+            if warnings == 1 { "" } else { "s" },
             count(&[Status::Fail, Status::Invalid]),
             self.exit_code()
         )
@@ -171,8 +171,21 @@ async fn within(
         })
 }
 
+/// The error and its causes, `outer: inner`, as [`ErrorChain`](crate::telemetry::ErrorChain)
+/// writes them, but without a cause the text already holds (many errors repeat their
+/// source in their own message).
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    ErrorChain(error).to_string()
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The settings an operator looks for first.
@@ -335,7 +348,11 @@ async fn jwt_keys(config: &Config, secrets: &SecretsManager) -> Finding {
         let source = format!("from JWT_KEYS_SECRET_ARN {arn}");
         return match KeySet::load(&SecretsManagerKeys::new(secrets.clone(), arn)).await {
             Ok(set) => Finding::new(Status::Ok, CHECK, describe_keys(&set, &source)),
-            Err(e) => Finding::new(Status::Fail, CHECK, format!("{source}: {e:#}")),
+            Err(e) => Finding::new(
+                Status::Fail,
+                CHECK,
+                format!("{source}: {}", chain(e.as_ref())),
+            ),
         };
     }
     let path = &config.jwt_private_key_file;
@@ -370,7 +387,11 @@ async fn jwt_keys(config: &Config, secrets: &SecretsManager) -> Finding {
             };
             Finding::new(status, CHECK, detail)
         }
-        Err(e) => Finding::new(Status::Fail, CHECK, format!("{source}: {e:#}")),
+        Err(e) => Finding::new(
+            Status::Fail,
+            CHECK,
+            format!("{source}: {}", chain(e.as_ref())),
+        ),
     }
 }
 
@@ -563,7 +584,11 @@ async fn stored_secrets(
         within(deadline, CHECK, async move {
             match secrets.current_value(arn).await {
                 Ok(_) => Finding::new(Status::Ok, CHECK, format!("{name} {arn}: readable")),
-                Err(e) => Finding::new(Status::Fail, CHECK, format!("{name}: {e:#}")),
+                Err(e) => Finding::new(
+                    Status::Fail,
+                    CHECK,
+                    format!("{name}: {}", chain(e.as_ref())),
+                ),
             }
         })
     }))

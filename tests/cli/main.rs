@@ -180,6 +180,7 @@ async fn check_of_a_fresh_setup_passes_says_what_start_will_create_and_creates_n
     assert_eq!(migrated.code, 0, "{}", migrated.everything());
     let pem = KeyAlgorithm::EdDsa.generate_pem().expect("a key");
     write_private(&dir.join("jwt.pem"), pem.expose_secret());
+    // A missing file gets k1, then the new key k2 becomes current.
     let new_key = run_in(&dir, &env, &["mfa", "new-key"]).await;
     assert_eq!(new_key.code, 0, "{}", new_key.everything());
 
@@ -198,7 +199,7 @@ async fn check_of_a_fresh_setup_passes_says_what_start_will_create_and_creates_n
     );
     let mfa = ready.line("mfa keys");
     assert!(
-        mfa.starts_with("ok") && mfa.contains("1 key (k1), current k1"),
+        mfa.starts_with("ok") && mfa.contains("2 keys (k1, k2), current k2"),
         "{mfa}"
     );
     // No key material in the report.
