@@ -27,7 +27,10 @@ use user_service::{App, Config, check, db, telemetry};
         "\n",
         "Environment: every setting is an environment variable with a default that works on a \
         developer machine; docs/configuration.md lists them all, and each command's --help \
-        names the ones it reads."
+        names the ones it reads.\n",
+        "\n",
+        "Exit status: 0 on success; 1 on an error, printed on standard error (`check` has its \
+        own: see `user-service check --help`)."
     )
 )]
 struct Cli {
