@@ -10,14 +10,15 @@
 //! 4. [`http`]: one small router per endpoint, the extractors, and the one mapping from
 //!    service errors to problem responses;
 //! 5. [`app`] wires them into a running service, [`lambda`] runs one endpoint as a Lambda
-//!    function (a function's `main.rs` only calls [`lambda::run`]), and `main.rs` is the
-//!    command line.
+//!    function (a function's `main.rs` only calls [`lambda::run`]), [`check`] asks every
+//!    dependency of a configuration whether it is there, and `main.rs` is the command line.
 //!
 //! The test `tests/api/structure.rs` fails when an import runs back up this list.
 
 pub mod app;
 pub(crate) mod audit;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod custom_resource;
 pub mod db;

@@ -115,6 +115,27 @@ impl Cache {
         })
     }
 
+    /// Where this connects, for an operator's eyes: `host:port`, the database number, TLS,
+    /// the AUTH secret. Never a password.
+    pub fn describe(&self) -> String {
+        let Ok(info) = self.opener.url.expose_secret().into_connection_info() else {
+            // Checked when this handle was made.
+            return "(invalid URL)".to_owned();
+        };
+        let mut text = info.addr().to_string();
+        let db = info.redis_settings().db();
+        if db != 0 {
+            text.push_str(&format!(" db {db}"));
+        }
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            text.push_str(", TLS");
+        }
+        if let Some(secret) = &self.opener.auth_token {
+            text.push_str(&format!(", AUTH from {}", secret.id()));
+        }
+        text
+    }
+
     /// The full key for `name` under this deployment's prefix.
     pub fn key(&self, name: impl std::fmt::Display) -> String {
         format!("{}{name}", self.prefix)

@@ -5,7 +5,7 @@
 //! 1. infrastructure: storage, tokens, limits, mail, audit, ...;
 //! 2. `services`: the use cases;
 //! 3. `http`: routes, extractors, the error mapping, the state type;
-//! 4. `app`, `lambda` and the binary: wiring.
+//! 4. `app`, `lambda`, `check` and the binary: wiring.
 //!
 //! A module may name its own layer and the layers below it, never one above. The check
 //! reads the source as text (no build needed): every `crate::<module>` outside comments.
@@ -21,7 +21,7 @@ fn layer(module: &str) -> Option<u8> {
         | "rotation" | "custom_resource" => 1,
         "services" => 2,
         "http" => 3,
-        "app" | "lambda" | "main" | "lib" => 4,
+        "app" | "lambda" | "check" | "main" | "lib" => 4,
         _ => return None,
     })
 }

@@ -114,6 +114,11 @@ impl MfaKeys {
         Ok(self.table(false).await?.current.clone())
     }
 
+    /// The ids of every key, for `user-service check` (ids only: never key material).
+    pub async fn key_ids(&self) -> Result<Vec<String>, MfaKeyError> {
+        Ok(self.table(false).await?.keys.keys().cloned().collect())
+    }
+
     /// Encrypts `secret` for `user_id` under the current key.
     pub async fn seal(&self, user_id: Uuid, secret: &TotpSecret) -> Result<Sealed, MfaKeyError> {
         let table = self.table(false).await?;

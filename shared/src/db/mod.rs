@@ -246,6 +246,39 @@ impl Connector {
         self.target.get_dbname()
     }
 
+    /// Where this connects, for an operator's eyes: `user@host:port/database`, and how
+    /// (TLS, credentials from a secret). Never a password.
+    pub fn describe(&self) -> String {
+        let ports = self.target.get_ports();
+        let hosts: Vec<String> = self
+            .target
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match host {
+                    tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(dir) => format!("{}:{port}", dir.display()),
+                }
+            })
+            .collect();
+        let mut text = format!(
+            "{}@{}/{}",
+            self.target.get_user().unwrap_or("(no user)"),
+            hosts.join(","),
+            self.dbname().unwrap_or("(no database)")
+        );
+        if self.tls.is_some() {
+            text.push_str(", TLS verify-full");
+        }
+        if let Some(credentials) = &self.credentials {
+            text.push_str(&format!(", credentials from {}", credentials.secret.id()));
+        }
+        text
+    }
+
     async fn open(
         &self,
         target: &PgConfig,
@@ -401,6 +434,75 @@ pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
     Ok(report.applied_migrations().len())
 }
 
+/// How far a database's schema is against this build's `migrations/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Migrations recorded as applied.
+    pub applied: usize,
+    /// This build's migrations not applied yet (`V<version>__<name>`): `serve` and `migrate`
+    /// apply them.
+    pub pending: Vec<String>,
+    /// Applied migrations this build does not have: a newer version migrated this database.
+    pub unknown: Vec<String>,
+    /// Applied migrations whose file has changed since: applying would refuse to start.
+    pub changed: Vec<String>,
+}
+
+/// The migration state of the database `client` is connected to, read only: a database
+/// never migrated has no history table, and then every migration is pending.
+pub async fn migration_status(client: &mut Client) -> anyhow::Result<MigrationStatus> {
+    let runner = embedded::migrations::runner();
+    // refinery's default history table; reading it when absent would be an error.
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .context("looking for the migration history")?
+        .get(0);
+    let applied = if exists {
+        runner
+            .get_applied_migrations_async(client)
+            .await
+            .context("reading the migration history")?
+    } else {
+        Vec::new()
+    };
+    let label = |m: &refinery::Migration| format!("V{}__{}", m.version(), m.name());
+    let mut status = MigrationStatus {
+        applied: applied.len(),
+        ..MigrationStatus::default()
+    };
+    for migration in runner.get_migrations() {
+        match applied.iter().find(|a| a.version() == migration.version()) {
+            None => status.pending.push(label(migration)),
+            Some(done) if done.checksum() != migration.checksum() => {
+                status.changed.push(label(migration));
+            }
+            Some(_) => {}
+        }
+    }
+    for done in &applied {
+        if !runner
+            .get_migrations()
+            .iter()
+            .any(|m| m.version() == done.version())
+        {
+            status.unknown.push(label(done));
+        }
+    }
+    Ok(status)
+}
+
+/// Whether `error` is Postgres saying the database does not exist (yet).
+pub fn is_missing_database(error: &DbError) -> bool {
+    matches!(error, DbError::Query(e)
+        if e.downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+            == Some(&SqlState::INVALID_CATALOG_NAME))
+}
+
 /// A task aborted when this handle is dropped.
 pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
@@ -422,10 +524,7 @@ pub async fn ensure_database(connector: &Connector) -> anyhow::Result<()> {
             driver.abort();
             return Ok(());
         }
-        Err(DbError::Query(e))
-            if e.downcast_ref::<tokio_postgres::Error>()
-                .and_then(tokio_postgres::Error::code)
-                == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+        Err(e) if is_missing_database(&e) => {}
         Err(e) => return Err(e).context("connecting to Postgres"),
     }
     let (client, driver) = connector

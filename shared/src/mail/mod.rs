@@ -279,6 +279,18 @@ impl Mailer {
         Ok(Self::new(from, transport, RetryPolicy::default()))
     }
 
+    /// For `user-service check`: whether the SMTP server answers (connect, TLS as
+    /// configured, `EHLO`, `NOOP`), sending no message; `None` for the log and SES, which
+    /// have no server to ask short of sending.
+    pub async fn test_smtp_connection(
+        &self,
+    ) -> Option<Result<bool, lettre::transport::smtp::Error>> {
+        match &self.inner.transport {
+            Transport::Smtp(sender) => Some(sender.transport().test_connection().await),
+            _ => None,
+        }
+    }
+
     /// A mailer that writes emails to the log.
     #[cfg(test)]
     pub fn log(from: Mailbox) -> Self {
