@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::auth::key_secret::{SecretsManagerKeys, algorithm_name};
+use crate::auth::key_secret::{SecretsManagerKeys, SecretsManagerPublicKeys, algorithm_name};
 use crate::auth::keys::KeySet;
 use crate::auth::mfa_keys::MfaKeys;
 use crate::config::{Config, MailBackend};
@@ -141,15 +141,16 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String>) -> Report {
 async fn check_all(config: &Config) -> Vec<Finding> {
     let secrets = SecretsManager::from_config(config);
     let deadline = config.dependency_timeout + Duration::from_secs(3);
-    let (postgres, redis, jwt, mfa, mail, stored) = tokio::join!(
+    let (postgres, login, redis, jwt, mfa, mail, stored) = tokio::join!(
         within(deadline, "postgres", postgres(config, &secrets)),
+        within(deadline, "db login", runtime_login(config, &secrets)),
         within(deadline, "redis", redis(config, &secrets)),
         within(deadline, "jwt keys", jwt_keys(config, &secrets)),
         within(deadline, "mfa keys", mfa_keys(config, &secrets)),
         within(deadline, "mail", mail(config)),
         stored_secrets(config, &secrets, deadline),
     );
-    let mut findings = vec![summary(config), postgres, redis, jwt, mfa, mail];
+    let mut findings = vec![summary(config), postgres, login, redis, jwt, mfa, mail];
     findings.extend(stored);
     findings
 }
@@ -206,11 +207,11 @@ fn summary(config: &Config) -> Finding {
     )
 }
 
-/// Postgres: reachable, its version, the database there (or created at first start), the
-/// migrations applied and pending.
+/// Postgres as the migrations reach it (the owner's login): reachable, its version, the
+/// database there (or created at first start), the migrations applied and pending.
 async fn postgres(config: &Config, secrets: &SecretsManager) -> Finding {
     const CHECK: &str = "postgres";
-    let connector = match Connector::from_config(config, secrets) {
+    let connector = match Connector::owner(config, secrets) {
         Ok(connector) => connector,
         Err(e) => return Finding::new(Status::Invalid, CHECK, chain(e.as_ref())),
     };
@@ -340,13 +341,54 @@ async fn redis(config: &Config, secrets: &SecretsManager) -> Finding {
     )
 }
 
-/// The JWT signing keys, as the service loads them, from the secret or the key file. A
+/// The service's own login (the runtime role): it connects. Before the first migration
+/// the role (or the database) is not there yet: a warning, since the migrations create it.
+async fn runtime_login(config: &Config, secrets: &SecretsManager) -> Finding {
+    const CHECK: &str = "db login";
+    let connector = match Connector::runtime(config, secrets) {
+        Ok(connector) => connector,
+        // Parsed, but a login the service cannot make (`serve` would stop here).
+        Err(e) => return Finding::new(Status::Fail, CHECK, chain(e.as_ref())),
+    };
+    let target = connector.describe();
+    match connector.connect(None).await {
+        Ok((_client, driver)) => {
+            let _driver = AbortOnDrop(driver);
+            Finding::new(
+                Status::Ok,
+                CHECK,
+                format!("the service connects as {target}"),
+            )
+        }
+        Err(e) if db::is_missing_database(&e) || db::is_unknown_role(&e) => Finding::new(
+            Status::Warn,
+            CHECK,
+            format!("{target}: not there yet; the migrations create the database and the role"),
+        ),
+        Err(e) => Finding::new(Status::Fail, CHECK, format!("{target}: {}", chain(&e))),
+    }
+}
+
+/// The JWT signing keys, as the service loads them, from a secret or the key file. A
 /// missing key file is reported, not created.
 async fn jwt_keys(config: &Config, secrets: &SecretsManager) -> Finding {
     const CHECK: &str = "jwt keys";
-    if let Some(arn) = &config.jwt_keys_secret_arn {
-        let source = format!("from JWT_KEYS_SECRET_ARN {arn}");
-        return match KeySet::load(&SecretsManagerKeys::new(secrets.clone(), arn)).await {
+    let from_secret = match (
+        &config.jwt_keys_secret_arn,
+        &config.jwt_public_keys_secret_arn,
+    ) {
+        (Some(arn), _) => Some((
+            format!("from JWT_KEYS_SECRET_ARN {arn}"),
+            KeySet::load(&SecretsManagerKeys::new(secrets.clone(), arn)).await,
+        )),
+        (None, Some(arn)) => Some((
+            format!("public keys only, from JWT_PUBLIC_KEYS_SECRET_ARN {arn}"),
+            KeySet::load(&SecretsManagerPublicKeys::new(secrets.clone(), arn)).await,
+        )),
+        (None, None) => None,
+    };
+    if let Some((source, loaded)) = from_secret {
+        return match loaded {
             Ok(set) => Finding::new(Status::Ok, CHECK, describe_keys(&set, &source)),
             Err(e) => Finding::new(
                 Status::Fail,
@@ -566,8 +608,16 @@ async fn stored_secrets(
     const CHECK: &str = "secrets";
     let configured: Vec<(&str, &String)> = [
         ("DATABASE_SECRET_ARN", &config.database_secret_arn),
+        (
+            "DATABASE_RUNTIME_SECRET_ARN",
+            &config.database_runtime_secret_arn,
+        ),
         ("REDIS_AUTH_SECRET_ARN", &config.redis_auth_secret_arn),
         ("JWT_KEYS_SECRET_ARN", &config.jwt_keys_secret_arn),
+        (
+            "JWT_PUBLIC_KEYS_SECRET_ARN",
+            &config.jwt_public_keys_secret_arn,
+        ),
         ("MFA_KEYS_SECRET_ARN", &config.mfa.keys_secret_arn),
     ]
     .into_iter()

@@ -497,10 +497,22 @@ pub async fn migration_status(client: &mut Client) -> anyhow::Result<MigrationSt
 
 /// Whether `error` is Postgres saying the database does not exist (yet).
 pub fn is_missing_database(error: &DbError) -> bool {
-    matches!(error, DbError::Query(e)
-        if e.downcast_ref::<tokio_postgres::Error>()
-            .and_then(tokio_postgres::Error::code)
-            == Some(&SqlState::INVALID_CATALOG_NAME))
+    sql_state(error) == Some(&SqlState::INVALID_CATALOG_NAME)
+}
+
+/// Whether `error` is Postgres refusing a login whose role does not exist (yet).
+pub fn is_unknown_role(error: &DbError) -> bool {
+    sql_state(error) == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+}
+
+/// The SQLSTATE Postgres answered `error` with, if it did.
+fn sql_state(error: &DbError) -> Option<&SqlState> {
+    match error {
+        DbError::Query(e) => e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code),
+        _ => None,
+    }
 }
 
 /// A task aborted when this handle is dropped.
