@@ -10,6 +10,7 @@ mod aws_connections;
 mod caching;
 mod connections;
 mod docs;
+mod docs_page;
 mod email;
 mod errors;
 mod health;
