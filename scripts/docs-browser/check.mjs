@@ -64,7 +64,9 @@ try {
 
   const response = await page.goto(`${base}/docs`);
   if (response.status() !== 200) fail(`GET /docs answered ${response.status()}`);
-  await page.waitForSelector(".opblock", { timeout: 20_000 });
+  await page.waitForSelector(".opblock", { timeout: 20_000 }).catch(() =>
+    fail(`no operation rendered within 20 s (${problems.join("; ") || "no console error"})`),
+  );
 
   // Every operation, by the method and path Swagger UI shows.
   const rendered = await page.$$eval(".opblock", (blocks) =>
