@@ -211,6 +211,31 @@ PY
 }
 
 # ---------------------------------------------------------------------------------------
+# A browser (scripts/docs-browser.sh)
+# ---------------------------------------------------------------------------------------
+
+# ensure_chromium: sets CHROMIUM to a Chromium-based browser on PATH (`chromium`, else
+# `chromium-browser` or `google-chrome`, as on GitHub's runners); without one, installs
+# Debian's `chromium` (and a font, so that screenshots show text) with apt-get.
+ensure_chromium() {
+    local name sudo=()
+    for name in chromium chromium-browser google-chrome; do
+        if command -v "$name" >/dev/null; then
+            CHROMIUM="$(command -v "$name")"
+            export CHROMIUM
+            return 0
+        fi
+    done
+    command -v apt-get >/dev/null || die "chromium is needed (Debian: apt-get install -y chromium)"
+    ((EUID == 0)) || sudo=(sudo)
+    log "installing chromium and fonts-dejavu-core (apt-get)"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+    CHROMIUM="$(command -v chromium)" || die "chromium still not on PATH after apt-get install"
+    export CHROMIUM
+}
+
+# ---------------------------------------------------------------------------------------
 # A throwaway server (scripts/fuzz.sh, load.sh, compare.sh)
 # ---------------------------------------------------------------------------------------
 

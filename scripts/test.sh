@@ -109,6 +109,12 @@ step "cargo test --workspace" run_workspace_tests
 # the tests just built, with every check and phase; fails on any finding (scripts/fuzz.sh).
 step "contract fuzzing (Schemathesis)" bash scripts/fuzz.sh
 
+# The interactive API docs in a real browser: headless Chromium (Debian's, installed if
+# missing) loads /docs from the debug server and checks that every operation is rendered and
+# "Try it out" works; the screenshot is $CARGO_TARGET_DIR/artefacts/docs.png
+# (scripts/docs-browser.sh).
+step "API docs in a browser (Swagger UI, headless Chromium)" bash scripts/docs-browser.sh
+
 # The SAM template against the endpoint list, cfn-lint, sam validate --lint, actionlint
 # (Python tools in $HOME/.cache/user-service/venv, installed on first use).
 step "template and workflow checks" bash scripts/check-template.sh

@@ -11,6 +11,7 @@ mod caching;
 mod connections;
 mod db_role;
 mod docs;
+mod docs_page;
 mod email;
 mod errors;
 mod health;

@@ -79,7 +79,16 @@ async fn openapi() {
         docs.headers
     );
     assert!(
-        docs.body.contains("/openapi.json"),
-        "/docs renders the document"
+        docs.body.contains("id=\"swagger-ui\""),
+        "/docs is Swagger UI's page: {}",
+        docs.body
+    );
+    let stylesheet = openapi.http(&HttpEvent::get("/docs/swagger-ui.css")).await;
+    assert_eq!(stylesheet.status, 200);
+    assert_eq!(
+        stylesheet.header("content-type"),
+        Some("text/css; charset=utf-8"),
+        "{:?}",
+        stylesheet.headers
     );
 }

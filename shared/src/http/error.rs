@@ -390,7 +390,7 @@ pub struct Problem {
     #[schema(example = "an account with this email exists already")]
     detail: String,
     /// Stable machine-readable code.
-    #[schema(value_type = ProblemCode)]
+    #[schema(value_type = ProblemCode, example = "email_taken")]
     code: &'static str,
     /// The field rules that failed, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct ForgotPasswordRequest {
     /// The account's email.
+    #[schema(example = "ada@example.com")]
     email: String,
 }
 

@@ -39,6 +39,7 @@ pub fn init(state: AppState) -> futures::future::BoxFuture<'static, anyhow::Resu
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
+    #[schema(example = "ada@example.com")]
     email: String,
     #[schema(value_type = String, format = Password)]
     password: SecretString,

@@ -33,7 +33,7 @@ struct LogoutRequest {
     post,
     path = PATH,
     tag = "auth",
-    summary = "End this session, or with `all` every session of the user",
+    summary = "End this session, or every session of the user (all: true)",
     request_body(content = LogoutRequest, description = "Optional: no body means `{\"all\": false}`", content_type = "application/json"),
     security(("bearer" = [])),
     responses(

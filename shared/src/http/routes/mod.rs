@@ -85,6 +85,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint { function: "health", methods: &["GET"], path: health::READYZ, access: Access::Public, router: health::router },
     Endpoint { function: "openapi", methods: &["GET"], path: openapi::OPENAPI_JSON, access: Access::Public, router: openapi::router },
     Endpoint { function: "openapi", methods: &["GET"], path: openapi::DOCS, access: Access::Public, router: openapi::router },
+    Endpoint { function: "openapi", methods: &["GET"], path: openapi::DOCS_ASSET, access: Access::Public, router: openapi::router },
     Endpoint { function: "admin-list-users", methods: &["GET"], path: admin::USERS, access: Access::Admin, router: admin::list_users::router },
     Endpoint { function: "admin-create-user", methods: &["POST"], path: admin::USERS, access: Access::Admin, router: admin::create_user::router },
     Endpoint { function: "admin-get-user", methods: &["GET"], path: admin::USER, access: Access::Admin, router: admin::get_user::router },
@@ -113,6 +114,7 @@ pub(crate) fn name_field() -> Object {
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .pattern(Some(UserName::PATTERN))
+        .examples(["Ada Lovelace"])
         .build()
 }
 

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
+    #[schema(example = "ada@example.com")]
     email: String,
     #[schema(value_type = String, format = Password)]
     password: SecretString,

@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserRequest {
+    #[schema(example = "ada@example.com")]
     email: String,
     #[schema(value_type = String, format = Password)]
     password: SecretString,
