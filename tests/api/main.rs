@@ -12,6 +12,7 @@ mod connections;
 mod docs;
 mod email;
 mod errors;
+mod failover;
 mod health;
 mod instances;
 mod jwks;
