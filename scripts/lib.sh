@@ -154,6 +154,32 @@ ensure_services() {
     log "PostgreSQL $PG_HOST:$PG_PORT and Redis $REDIS_HOST:$REDIS_PORT are up"
 }
 
+# ensure_redis_server: a redis-server binary for the tests that run private Redis servers
+# of their own (tests/api/failover.rs), exported as REDIS_SERVER. Where there is none (a
+# GitHub runner, whose Redis is a service container), Debian's redis-tools is installed:
+# its redis-check-rdb is the whole server, which serves when called redis-server.
+ensure_redis_server() {
+    local found
+    found="$(command -v redis-server || true)"
+    if [[ -z "$found" ]]; then
+        if ! command -v redis-check-rdb >/dev/null; then
+            command -v apt-get >/dev/null ||
+                die "no redis-server on PATH, and no apt-get to install redis-tools"
+            log "installing redis-tools (for a redis-server binary)"
+            local sudo=""
+            ((EUID == 0)) || sudo=sudo
+            $sudo apt-get install -y --no-install-recommends redis-tools >/dev/null ||
+                { $sudo apt-get update -qq && $sudo apt-get install -y --no-install-recommends redis-tools >/dev/null; } ||
+                die "could not install redis-tools"
+        fi
+        mkdir -p "$CACHE_DIR/bin"
+        found="$CACHE_DIR/bin/redis-server"
+        ln -sf "$(command -v redis-check-rdb)" "$found"
+    fi
+    export REDIS_SERVER="$found"
+    log "redis-server for the tests' private servers: $REDIS_SERVER ($("$REDIS_SERVER" --version))"
+}
+
 # ---------------------------------------------------------------------------------------
 # Python tools (moto, cfn-lint, ...)
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ trap on_exit EXIT
 
 step "setup: rustfmt and clippy" ensure_rust_components rustfmt clippy
 step "setup: PostgreSQL and Redis" ensure_services
+step "setup: a redis-server binary (private servers of the failover test)" ensure_redis_server
 
 # rustfmt colours its diff even into a pipe; not in CI logs.
 FMT_ARGS=(--check)

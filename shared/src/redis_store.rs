@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use redis::IntoConnectionInfo as _;
@@ -38,6 +39,8 @@ pub struct Cache {
     opener: Arc<Opener>,
     prefix: String,
     timeout: Duration,
+    /// How many commands have failed: see [`Cache::failures`].
+    failures: Arc<AtomicU64>,
 }
 
 /// What opening the connection takes: the URL, the AUTH token's secret, the TLS roots.
@@ -112,6 +115,7 @@ impl Cache {
             timeout: opener.timeout,
             opener: Arc::new(opener),
             prefix: prefix.to_owned(),
+            failures: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -192,19 +196,31 @@ impl Cache {
         self.within("redis command", command).await
     }
 
+    /// How many commands (and connection set-ups) have failed so far. The connection is
+    /// reopened only after a failure, so while this stays the same every command went to
+    /// the server the previous ones went to: the revocation mirror relies on it to notice
+    /// a failover (`auth::revocation`).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
     /// `step` under the dependency deadline; on time-out the error says what `step` was.
     async fn within<T, E: Into<anyhow::Error>>(
         &self,
         what: &str,
         step: impl Future<Output = Result<T, E>>,
     ) -> Result<T, CacheError> {
-        match tokio::time::timeout(self.timeout, step).await {
+        let result = match tokio::time::timeout(self.timeout, step).await {
             Ok(result) => result.map_err(|e| CacheError(e.into())),
             Err(_) => Err(CacheError(anyhow::anyhow!(
                 "{what} exceeded {:?}",
                 self.timeout
             ))),
+        };
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::AcqRel);
         }
+        result
     }
 
     /// `PING` within the deadline, for `/readyz`.

@@ -14,6 +14,7 @@ mod docs;
 mod docs_page;
 mod email;
 mod errors;
+mod failover;
 mod health;
 mod instances;
 mod jwks;

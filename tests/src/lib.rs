@@ -14,6 +14,7 @@ pub mod mfa;
 pub mod moto;
 pub mod problem;
 pub mod proxy;
+pub mod redis_server;
 pub mod runtime_api;
 pub mod smtp;
 pub mod test_app;
@@ -23,6 +24,7 @@ pub use database::TestDatabase;
 pub use moto::moto_endpoint;
 pub use problem::{assert_problem, expect_json, expect_status};
 pub use proxy::TcpProxy;
+pub use redis_server::RedisServer;
 pub use smtp::{ReceivedMail, SmtpServer};
 pub use test_app::{TestApp, TestAppBuilder, TestUser, TokenPair, strong_password, unique_email};
 

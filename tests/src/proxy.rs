@@ -7,6 +7,8 @@
 //! connection open but forwards nothing (a network partition: nothing answers, nothing
 //! fails), and [`TcpProxy::restore`] forwards again. Connections caught by a cut or a stall
 //! are closed on restore; the client has to reconnect, as after a real outage.
+//! [`TcpProxy::redirect`] sends new connections to another server and closes the live ones,
+//! as a failover does when the endpoint's name moves to the promoted replica.
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,11 +30,17 @@ pub enum ProxyMode {
     Stall,
 }
 
+/// What the proxy does, and where it forwards to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    mode: ProxyMode,
+    upstream: SocketAddr,
+}
+
 /// A TCP proxy on `127.0.0.1:<random port>` in front of `upstream`.
 pub struct TcpProxy {
     addr: SocketAddr,
-    upstream: SocketAddr,
-    mode: Arc<watch::Sender<ProxyMode>>,
+    state: Arc<watch::Sender<State>>,
     accept_task: JoinHandle<()>,
 }
 
@@ -41,13 +49,15 @@ impl TcpProxy {
     pub async fn start(upstream: SocketAddr) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let (mode, _) = watch::channel(ProxyMode::Open);
-        let mode = Arc::new(mode);
-        let accept_task = tokio::spawn(accept_loop(listener, upstream, mode.clone()));
+        let (state, _) = watch::channel(State {
+            mode: ProxyMode::Open,
+            upstream,
+        });
+        let state = Arc::new(state);
+        let accept_task = tokio::spawn(accept_loop(listener, state.clone()));
         Ok(Self {
             addr,
-            upstream,
-            mode,
+            state,
             accept_task,
         })
     }
@@ -59,62 +69,67 @@ impl TcpProxy {
 
     /// The real server behind the proxy.
     pub fn upstream(&self) -> SocketAddr {
-        self.upstream
+        self.state.borrow().upstream
+    }
+
+    fn set_mode(&self, mode: ProxyMode) {
+        self.state.send_modify(|state| state.mode = mode);
     }
 
     /// The dependency goes down: live connections are closed, new ones closed at once.
     pub fn cut(&self) {
-        self.mode.send_replace(ProxyMode::Cut);
+        self.set_mode(ProxyMode::Cut);
     }
 
     /// The network partitions: connections stay open but nothing is forwarded.
     pub fn stall(&self) {
-        self.mode.send_replace(ProxyMode::Stall);
+        self.set_mode(ProxyMode::Stall);
     }
 
     /// The dependency is back: new connections are forwarded again.
     pub fn restore(&self) {
-        self.mode.send_replace(ProxyMode::Open);
+        self.set_mode(ProxyMode::Open);
+    }
+
+    /// A failover: live connections are closed and new ones go to `upstream`.
+    pub fn redirect(&self, upstream: SocketAddr) {
+        self.state.send_modify(|state| state.upstream = upstream);
     }
 
     /// The current mode.
     pub fn mode(&self) -> ProxyMode {
-        *self.mode.borrow()
+        self.state.borrow().mode
     }
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         // Ends every connection task, then the accept loop.
-        self.mode.send_replace(ProxyMode::Cut);
+        self.set_mode(ProxyMode::Cut);
         self.accept_task.abort();
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: SocketAddr,
-    mode: Arc<watch::Sender<ProxyMode>>,
-) {
+async fn accept_loop(listener: TcpListener, state: Arc<watch::Sender<State>>) {
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
         };
-        let rx = mode.subscribe();
+        let rx = state.subscribe();
         let current = *rx.borrow();
-        match current {
+        match current.mode {
             ProxyMode::Cut => drop(inbound),
             ProxyMode::Stall => {
                 tokio::spawn(hold(inbound, None, rx));
             }
             ProxyMode::Open => {
-                tokio::spawn(forward(inbound, upstream, rx));
+                tokio::spawn(forward(inbound, current.upstream, rx));
             }
         }
     }
 }
 
-async fn forward(mut inbound: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<ProxyMode>) {
+async fn forward(mut inbound: TcpStream, upstream: SocketAddr, mut rx: watch::Receiver<State>) {
     let _ = inbound.set_nodelay(true);
     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
         return;
@@ -122,18 +137,18 @@ async fn forward(mut inbound: TcpStream, upstream: SocketAddr, mut rx: watch::Re
     let _ = outbound.set_nodelay(true);
     tokio::select! {
         _ = copy_bidirectional(&mut inbound, &mut outbound) => return,
-        _ = rx.wait_for(|m| *m != ProxyMode::Open) => {}
+        _ = rx.wait_for(|s| s.mode != ProxyMode::Open || s.upstream != upstream) => {}
     }
     let now = *rx.borrow();
-    if now == ProxyMode::Stall {
+    if now.mode == ProxyMode::Stall {
         hold(inbound, Some(outbound), rx).await;
     }
-    // Cut (or the proxy is gone): both sockets close here.
+    // Cut, redirected (or the proxy is gone): both sockets close here.
 }
 
 /// Keeps the sockets open, reading and writing nothing, until the stall ends.
-async fn hold(inbound: TcpStream, outbound: Option<TcpStream>, mut rx: watch::Receiver<ProxyMode>) {
-    let _ = rx.wait_for(|m| *m != ProxyMode::Stall).await;
+async fn hold(inbound: TcpStream, outbound: Option<TcpStream>, mut rx: watch::Receiver<State>) {
+    let _ = rx.wait_for(|s| s.mode != ProxyMode::Stall).await;
     drop(outbound);
     drop(inbound);
 }

@@ -48,10 +48,30 @@
 //! 503. A revoked token is never accepted. (A Redis that lost a journal entry lost its
 //! markers with it: then neither store refuses that session, and it simply goes on, as if
 //! the revocation had failed at step 1.)
+//!
+//! # Failover
+//!
+//! With a replica, Redis replicates asynchronously: when the primary fails, the promoted
+//! replica may lack the markers written just before, while the epoch (written long ago)
+//! survives. So the epoch's value is the *replication id* of the primary it was written on
+//! (`INFO replication`, `master_replid`), read before the rebuild writes its markers. A
+//! promoted replica takes a new id, and so does a primary restarted from its own snapshot or
+//! that gains its first replica: whenever the id Redis reports is not the epoch's, the
+//! mirror is not known complete, and the check falls back to Postgres and rebuilds, exactly
+//! as when the epoch is gone (a needless rebuild is harmless).
+//!
+//! Reading the id costs Redis more than the `MGET` itself, so the check does not read it on
+//! every request: it reads it together with the `MGET` (one `MULTI`, still one round trip)
+//! and trusts what it saw while two things hold: no Redis command of this process has
+//! failed since (a failover reaches a client as errors, then a new connection, perhaps to
+//! another server: see [`Cache::failures`]), and it is less than [`CONFIRMATION_LIFETIME`]
+//! old. In the steady state the check is the one `MGET`. What is left: a server that
+//! changes history under a connection that stays open (an old primary made a replica of
+//! the new one without dropping its clients) is noticed within that second.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands as _;
@@ -79,6 +99,51 @@ pub enum RevocationError {
 /// user's profile version.
 type MirrorEntries = (Option<String>, Option<String>, Option<u64>, Option<u64>);
 
+/// How long the check trusts the replication id it last read, while no Redis command has
+/// failed since (see "Failover" in the module docs).
+const CONFIRMATION_LIFETIME: Duration = Duration::from_secs(1);
+
+/// Whether the mirror can answer, judged from its epoch and the replication id Redis reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completeness {
+    /// The epoch names the history Redis serves: every marker is there.
+    Complete,
+    /// No epoch: Redis lost its data (a restart without persistence, a flush).
+    Lost,
+    /// The epoch names another history: Redis failed over (or restarted from a snapshot),
+    /// and markers written last on the old primary may be gone.
+    OtherHistory,
+}
+
+impl Completeness {
+    fn judge(epoch: Option<&str>, replication_id: &str) -> Self {
+        match epoch {
+            None => Self::Lost,
+            Some(epoch) if epoch == replication_id => Self::Complete,
+            Some(_) => Self::OtherHistory,
+        }
+    }
+}
+
+/// The replication id in an `INFO replication` answer: `master_replid`, which a replica
+/// reports as its primary's; empty if the server names none (then only a lost epoch can be
+/// noticed).
+fn replication_id(info: &str) -> String {
+    info.lines()
+        .find_map(|line| line.strip_prefix("master_replid:"))
+        .map_or_else(String::new, |id| id.trim().to_owned())
+}
+
+/// The replication id the check last read, and when.
+#[derive(Debug)]
+struct Confirmation {
+    replication_id: Arc<str>,
+    /// [`Cache::failures`] before it was read.
+    failures: u64,
+    /// Before it was read.
+    at: Instant,
+}
+
 /// What the check found: whether the token is revoked, and (read in the same round trip)
 /// its user's profile version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +165,8 @@ pub struct Revocations {
     /// How long a marker and its journal entry live until then: the longest a session can.
     pending_ttl: Duration,
     rebuilding: Arc<AtomicBool>,
+    /// What the check last read of Redis's replication id: see "Failover" above.
+    confirmation: Arc<Mutex<Option<Confirmation>>>,
 }
 
 impl Revocations {
@@ -119,6 +186,7 @@ impl Revocations {
             marker_ttl,
             pending_ttl: session_max_lifetime.max(marker_ttl),
             rebuilding: Arc::new(AtomicBool::new(false)),
+            confirmation: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -160,32 +228,105 @@ impl Revocations {
             self.user_key(user_id),
             crate::profiles::version_key(&self.cache, user_id),
         ];
-        let mirror: Result<MirrorEntries, CacheError> = match self.cache.connection().await {
-            Ok(mut connection) => self.cache.timed(connection.mget(&keys)).await,
-            Err(e) => Err(e),
-        };
         let in_db = |profile| async move {
             let revoked = self
                 .is_revoked_in_db(user_id, session_id, issued_at_ms)
                 .await?;
             Ok(Standing { revoked, profile })
         };
-        match mirror {
-            Ok((Some(_epoch), session, user_cutoff_ms, profile)) => Ok(Standing {
+        match self.read_mirror(&keys).await {
+            Ok((Completeness::Complete, (_, session, user_cutoff_ms, profile))) => Ok(Standing {
                 revoked: session.is_some()
                     || user_cutoff_ms.is_some_and(|cutoff| issued_at_ms <= cutoff),
                 profile: profile.into(),
             }),
-            Ok((None, _, _, profile)) => {
-                tracing::warn!("revocation mirror incomplete; checking Postgres and rebuilding");
+            Ok((Completeness::Lost, (_, _, _, profile))) => {
+                tracing::warn!("revocation mirror lost; checking Postgres and rebuilding");
                 self.spawn_rebuild();
                 in_db(profile.into()).await
+            }
+            Ok((Completeness::OtherHistory, _)) => {
+                // Profile versions written on the old primary may be lost as well.
+                tracing::warn!(
+                    "redis serves another replication history than the revocation mirror was built in (a failover?); checking Postgres and rebuilding"
+                );
+                self.spawn_rebuild();
+                in_db(ProfileVersion::Unknown).await
             }
             Err(e) => {
                 tracing::warn!(error = %ErrorChain(&e), "redis unreachable; checking revocation in Postgres");
                 in_db(ProfileVersion::Unknown).await
             }
         }
+    }
+
+    /// Reads the mirror's entries for `keys` (the epoch first) and judges them, in one round
+    /// trip: the `MGET` alone while the last confirmation of the replication id holds,
+    /// otherwise the `MGET` and `INFO replication` in one `MULTI`.
+    async fn read_mirror(
+        &self,
+        keys: &[String],
+    ) -> Result<(Completeness, MirrorEntries), CacheError> {
+        let mut connection = self.cache.connection().await?;
+        let failures = self.cache.failures();
+        if let Some(replication_id) = self.confirmed_replication_id(failures) {
+            let entries: MirrorEntries = self.cache.timed(connection.mget(keys)).await?;
+            match Completeness::judge(entries.0.as_deref(), &replication_id) {
+                // Another epoch than the one confirmed: read the id again.
+                Completeness::OtherHistory => {}
+                // Another command failed meanwhile: this one may have gone to a new
+                // connection already.
+                _ if self.cache.failures() != failures => {}
+                judged => return Ok((judged, entries)),
+            }
+        }
+        let at = Instant::now();
+        let (info, entries): (String, MirrorEntries) = self
+            .cache
+            .timed(
+                redis::pipe()
+                    .atomic()
+                    .cmd("INFO")
+                    .arg("replication")
+                    .mget(keys)
+                    .query_async(&mut connection),
+            )
+            .await?;
+        let replication_id: Arc<str> = replication_id(&info).into();
+        let judged = Completeness::judge(entries.0.as_deref(), &replication_id);
+        *self
+            .confirmation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Confirmation {
+            replication_id,
+            failures,
+            at,
+        });
+        Ok((judged, entries))
+    }
+
+    /// The replication id last read, if it is recent and no Redis command failed since.
+    fn confirmed_replication_id(&self, failures: u64) -> Option<Arc<str>> {
+        self.confirmation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|c| c.failures == failures && c.at.elapsed() < CONFIRMATION_LIFETIME)
+            .map(|c| c.replication_id.clone())
+    }
+
+    /// The replication id Redis reports now.
+    async fn read_replication_id(&self) -> Result<String, CacheError> {
+        let mut connection = self.cache.connection().await?;
+        let info: String = self
+            .cache
+            .timed(
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut connection),
+            )
+            .await?;
+        Ok(replication_id(&info))
     }
 
     async fn is_revoked_in_db(
@@ -390,11 +531,22 @@ impl Revocations {
     }
 
     /// Makes sure the mirror is marked complete. Called at start: a fresh Redis next to a
-    /// fresh database is complete by definition, and an old database gets a rebuild.
+    /// fresh database is complete by definition, and an old database, or a Redis that failed
+    /// over, gets a rebuild.
     pub async fn ensure_mirror(&self) -> anyhow::Result<()> {
         let mut connection = self.cache.connection().await?;
-        let epoch: Option<String> = self.cache.timed(connection.get(self.epoch_key())).await?;
-        if epoch.is_none() {
+        let (info, epoch): (String, Option<String>) = self
+            .cache
+            .timed(
+                redis::pipe()
+                    .atomic()
+                    .cmd("INFO")
+                    .arg("replication")
+                    .get(self.epoch_key())
+                    .query_async(&mut connection),
+            )
+            .await?;
+        if Completeness::judge(epoch.as_deref(), &replication_id(&info)) != Completeness::Complete {
             self.rebuild().await?;
         }
         Ok(())
@@ -414,8 +566,16 @@ impl Revocations {
     }
 
     /// Copies every revocation that can still matter from Postgres into Redis, then sets
-    /// the epoch. Revocations made meanwhile write their own markers, so none is lost.
+    /// the epoch to the replication id read first: should Redis change history on the way,
+    /// the epoch names the old one and the next check rebuilds again. Revocations made
+    /// meanwhile write their own markers, so none is lost.
     async fn rebuild(&self) -> anyhow::Result<()> {
+        let replication_id = self.read_replication_id().await?;
+        if replication_id.is_empty() {
+            tracing::warn!(
+                "redis reports no replication id; a failover that loses revocations cannot be noticed"
+            );
+        }
         let since = Utc::now()
             - chrono::Duration::from_std(self.marker_ttl).unwrap_or(chrono::Duration::days(1));
         let (sessions, users) = self.db.recent_revocations(since).await?;
@@ -425,13 +585,53 @@ impl Revocations {
         }
         let mut connection = self.cache.connection().await?;
         self.cache
-            .timed(connection.set::<_, _, ()>(self.epoch_key(), Utc::now().to_rfc3339()))
+            .timed(connection.set::<_, _, ()>(self.epoch_key(), &replication_id))
             .await?;
         tracing::info!(
             sessions = sessions.len(),
             users = users.len(),
+            %replication_id,
             "revocation mirror rebuilt from Postgres"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `INFO replication` answer of Redis 7.0, on a promoted replica.
+    const PROMOTED: &str = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\
+        master_failover_state:no-failover\r\n\
+        master_replid:ac8db10d8e61b87de3a73aec6462c9002aa94eb4\r\n\
+        master_replid2:36aa725b3a8cfb7d58107ad61a5ab74df87cd45d\r\n\
+        master_repl_offset:0\r\n";
+
+    #[test]
+    fn the_replication_id_is_the_current_one_not_the_previous() {
+        assert_eq!(
+            replication_id(PROMOTED),
+            "ac8db10d8e61b87de3a73aec6462c9002aa94eb4"
+        );
+        assert_eq!(replication_id("# Replication\r\nrole:master\r\n"), "");
+    }
+
+    #[test]
+    fn only_an_epoch_of_the_current_history_makes_the_mirror_complete() {
+        let id = "ac8db10d8e61b87de3a73aec6462c9002aa94eb4";
+        assert_eq!(Completeness::judge(Some(id), id), Completeness::Complete);
+        assert_eq!(Completeness::judge(None, id), Completeness::Lost);
+        // The epoch of the old primary, read on the promoted replica.
+        let old = "36aa725b3a8cfb7d58107ad61a5ab74df87cd45d";
+        assert_eq!(
+            Completeness::judge(Some(old), id),
+            Completeness::OtherHistory
+        );
+        // An epoch of an older release (a timestamp): rebuilt once.
+        assert_eq!(
+            Completeness::judge(Some("2026-12-03T19:00:00+00:00"), id),
+            Completeness::OtherHistory
+        );
     }
 }
