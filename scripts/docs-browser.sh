@@ -58,16 +58,9 @@ if ! cmp -s scripts/docs-browser/package-lock.json "$NODE_DIR/package-lock.json"
 fi
 ensure_services
 
-if [[ -n "${USER_SERVICE_BIN:-}" ]]; then
-    SERVER_BIN="$USER_SERVICE_BIN"
-else
-    # `--workspace`, as scripts/fuzz.sh: reuses the build of `cargo test --workspace`.
-    cargo build --quiet --workspace --bin user-service
-    SERVER_BIN="$CARGO_TARGET_DIR/debug/user-service"
-fi
-[[ -x "$SERVER_BIN" ]] || die "server binary not found: $SERVER_BIN"
+SERVER_BIN="$(debug_server_bin)"
 
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/user-service-docs.XXXXXX")"
 log "starting $SERVER_BIN serve on $BASE (database $DB_NAME, Redis prefix $REDIS_PREFIX)"

@@ -58,20 +58,11 @@ done
 ensure_venv "schemathesis==$SCHEMATHESIS_VERSION"
 ensure_services
 
-if [[ -n "${USER_SERVICE_BIN:-}" ]]; then
-    SERVER_BIN="$USER_SERVICE_BIN"
-else
-    # `--workspace` keeps the features `cargo test --workspace` unified (the `ses` feature
-    # that the mail-sending functions enable), so this reuses its build instead of compiling the
-    # library a second time.
-    cargo build --quiet --workspace --bin user-service
-    SERVER_BIN="$CARGO_TARGET_DIR/debug/user-service"
-fi
-[[ -x "$SERVER_BIN" ]] || die "server binary not found: $SERVER_BIN"
+SERVER_BIN="$(debug_server_bin)"
 
 # --- server --------------------------------------------------------------------------------
 
-PORT="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 BASE="http://127.0.0.1:$PORT"
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/user-service-fuzz.XXXXXX")"
 ADMIN_PASSWORD="correct-horse-battery-$(python -c 'import secrets; print(secrets.token_urlsafe(18))')"

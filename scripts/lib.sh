@@ -265,6 +265,25 @@ ensure_chromium() {
 # A throwaway server (scripts/fuzz.sh, load.sh, compare.sh)
 # ---------------------------------------------------------------------------------------
 
+# free_port: a TCP port of 127.0.0.1 that nothing listens on now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# debug_server_bin: the path of the local server's debug build, $USER_SERVICE_BIN if set.
+# Built with `--workspace`, which keeps the features `cargo test --workspace` unified (the
+# `ses` feature of the mail-sending functions), so this reuses the tests' build instead of
+# compiling the library a second time.
+debug_server_bin() {
+    local bin="${USER_SERVICE_BIN:-}"
+    if [[ -z "$bin" ]]; then
+        cargo build --quiet --workspace --bin user-service >&2
+        bin="$CARGO_TARGET_DIR/debug/user-service"
+    fi
+    [[ -x "$bin" ]] || die "server binary not found: $bin"
+    printf '%s\n' "$bin"
+}
+
 # stop_process PID: TERM, up to 5 s to exit, then KILL (with its children).
 stop_process() {
     local pid="$1" children deadline=$((SECONDS + 5))

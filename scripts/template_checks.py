@@ -535,6 +535,16 @@ class Checks:
                     functions[m.group(1)] = name
         return functions
 
+    def function_parts(self, resources: dict, label: str):
+        """Each function built from functions/<crate>, by crate: (crate, its logical id, where
+        it is for messages, its environment variables, its role's logical id)."""
+        for crate, name in sorted(self.functions_by_crate(resources).items()):
+            props = resources[name]["Properties"]
+            role_ref = props.get("Role", {})
+            role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+            yield (crate, name, f"{name} (functions/{crate}, {label})",
+                   props.get("Environment", {}).get("Variables", {}), role)
+
     @staticmethod
     def policy_documents(resources: dict, role: str) -> list[tuple[str, dict]]:
         """The policy documents that apply to `role`: its inline policies, the template's
@@ -594,12 +604,7 @@ class Checks:
             for crate in sorted((readers | {rotator} - {None}) - set(functions)):
                 self.fail(f"functions/{crate} reads {secret} but no function of the template builds it")
             readers_roles = {}
-            for crate, name in sorted(functions.items()):
-                props = resources[name]["Properties"]
-                where = f"{name} (functions/{crate}, {label})"
-                env = props.get("Environment", {}).get("Variables", {})
-                role_ref = props.get("Role", {})
-                role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+            for crate, name, where, env, role in self.function_parts(resources, label):
                 if crate in readers or crate == rotator:
                     readers_roles[role] = name
                     if crate in readers and env.get(env_var) != {"Ref": secret}:
@@ -716,12 +721,7 @@ class Checks:
             if self.MIGRATOR not in functions:
                 found.append(f"no function builds functions/{self.MIGRATOR}")
             migrator_role = None
-            for crate, name in sorted(functions.items()):
-                props = resources[name]["Properties"]
-                where = f"{name} (functions/{crate}, {label})"
-                env = props.get("Environment", {}).get("Variables", {})
-                role_ref = props.get("Role", {})
-                role = role_ref.get("Fn::GetAtt", [None])[0] if isinstance(role_ref, dict) else None
+            for crate, name, where, env, role in self.function_parts(resources, label):
                 if crate == self.MIGRATOR:
                     migrator_role = role
                     if env.get("DATABASE_SECRET_ARN") != self.MASTER_SECRET:

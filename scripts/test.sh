@@ -56,7 +56,7 @@ except OSError:
 sys.exit(1)
 PY
     then
-        port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+        port="$(free_port)"
         log "port ${MOTO_PORT:-5000} is taken; moto uses $port"
     fi
     mkdir -p "$CARGO_TARGET_DIR"
