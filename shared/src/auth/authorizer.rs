@@ -152,13 +152,16 @@ impl Authorizer {
         &self,
         event: &ApiGatewayV2CustomAuthorizerV2Request,
     ) -> Result<ApiGatewayV2CustomAuthorizerSimpleResponse, AuthorizerUnavailable> {
-        authorize_request(
+        // Boxed: the revocation check's and the audit store's futures (Redis pipeline,
+        // Postgres, DynamoDB) nest deeper than the compiler's default limit lets it lay out
+        // when the function's `main` awaits them inline, in release builds.
+        Box::pin(authorize_request(
             &self.tokens,
             &self.revocations,
             &self.rules,
             &self.audit,
             event,
-        )
+        ))
         .await
     }
 }
