@@ -194,6 +194,52 @@ impl<'a> Scenario<'a> {
                 ),
                 400,
             ),
+            // Never issued, like reset-password's: the lookup runs, nothing changes.
+            "verify-email" => (
+                HttpEvent::post_json("/v1/auth/email/verify", &json!({ "token": "A".repeat(43) })),
+                400,
+            ),
+            "login-mfa" => (
+                HttpEvent::post_json(
+                    "/v1/auth/login/mfa",
+                    &json!({ "mfa_token": "A".repeat(43), "code": "123456" }),
+                ),
+                401,
+            ),
+            // Always 202; a link goes out for the first three of an hour.
+            "resend-verification" => (
+                HttpEvent::new("POST", "/v1/users/me/email/verification")
+                    .bearer(&self.own.tokens.access_token),
+                202,
+            ),
+            // A new address each time (the pending change is replaced): the password hashes.
+            "change-email" => (
+                HttpEvent::new("POST", "/v1/users/me/email")
+                    .bearer(&self.own.tokens.access_token)
+                    .json(&json!({ "new_email": unique_email(), "current_password": self.state })),
+                202,
+            ),
+            // Asking again replaces the pending secret: the password hashes.
+            "mfa-setup" => (
+                HttpEvent::new("POST", "/v1/users/me/mfa/totp")
+                    .bearer(&self.own.tokens.access_token)
+                    .json(&json!({ "current_password": self.state })),
+                200,
+            ),
+            // No set-up pending: the code is refused, nothing changes.
+            "mfa-confirm" => (
+                HttpEvent::new("POST", "/v1/users/me/mfa/totp/confirm")
+                    .bearer(&self.own.tokens.access_token)
+                    .json(&json!({ "code": "123456" })),
+                400,
+            ),
+            // Two-factor login is off: refused before the password is checked.
+            "mfa-disable" => (
+                HttpEvent::new("POST", "/v1/users/me/mfa/disable")
+                    .bearer(&self.own.tokens.access_token)
+                    .json(&json!({ "current_password": self.state, "code": "123456" })),
+                409,
+            ),
             "jwks" => (HttpEvent::get("/.well-known/jwks.json"), 200),
             // Readiness pings Postgres and Redis: the heavier of the two routes.
             "health" => (HttpEvent::get("/readyz"), 200),
