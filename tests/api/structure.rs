@@ -132,3 +132,35 @@ fn the_check_sees_an_import_that_runs_back_up() {
     assert_eq!(named, BTreeSet::from(["http".to_owned()]));
     assert!(layer("http") > layer("services"));
 }
+
+#[test]
+fn every_function_runs_on_one_thread() {
+    // Lambda hands a sandbox one invocation at a time: worker threads would only add their
+    // start-up and allocator arenas to the cold start and the peak RSS (docs/architecture.md,
+    // "How a function runs on Lambda").
+    let functions = source_root()
+        .parent()
+        .and_then(Path::parent)
+        .expect("the workspace root")
+        .join("functions");
+    let mut multi_threaded = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&functions).expect("functions/ exists") {
+        let main = entry.expect("directory entry").path().join("src/main.rs");
+        let source = std::fs::read_to_string(&main).expect("every function has a main.rs");
+        seen += 1;
+        if !source.contains(r#"#[tokio::main(flavor = "current_thread")]"#) {
+            multi_threaded.push(main.display().to_string());
+        }
+    }
+    assert!(
+        seen > 20,
+        "found the functions under {}",
+        functions.display()
+    );
+    assert!(
+        multi_threaded.is_empty(),
+        "functions not on tokio's current-thread runtime:\n{}",
+        multi_threaded.join("\n")
+    );
+}

@@ -3,7 +3,7 @@
 //! The state and the route rules (`AUTHORIZER_ROUTE_RULES`) are built once per cold start;
 //! everything else is in `user_service::auth::authorizer`.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     user_service::lambda::run_authorizer().await
 }

@@ -2,7 +2,7 @@
 
 use user_service::http::routes::get_me;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     user_service::lambda::run(get_me::router).await
 }

@@ -2,7 +2,7 @@
 
 use user_service::http::routes::mfa_disable;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     user_service::lambda::run(mfa_disable::router).await
 }

@@ -5,7 +5,7 @@
 use lambda_runtime::service_fn;
 use user_service::custom_resource::{CustomResourceEvent, MigrationResource};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     user_service::telemetry::init();
     let config = user_service::Config::from_env()?;

@@ -2,7 +2,7 @@
 
 use user_service::http::routes::register;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     user_service::lambda::run(register::router).await
 }

@@ -2,7 +2,7 @@
 
 use user_service::http::routes::update_me;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     user_service::lambda::run(update_me::router).await
 }
