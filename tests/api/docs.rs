@@ -10,8 +10,8 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-fn workspace_root() -> PathBuf {
-    // The workspace root is the tests crate's parent (as in `structure.rs`).
+/// The workspace root: the tests crate's parent.
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate sits in the workspace")

@@ -13,6 +13,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::docs::workspace_root;
+
 /// The layer of each top-level module of `shared/src`.
 fn layer(module: &str) -> Option<u8> {
     Some(match module {
@@ -27,12 +29,8 @@ fn layer(module: &str) -> Option<u8> {
 }
 
 fn source_root() -> PathBuf {
-    // The workspace root is the tests crate's parent; the core library is its `shared` member.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate sits in the workspace")
-        .join("shared")
-        .join("src")
+    // The core library is the workspace's `shared` member.
+    workspace_root().join("shared").join("src")
 }
 
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
@@ -138,11 +136,7 @@ fn every_function_runs_on_one_thread() {
     // Lambda hands a sandbox one invocation at a time: worker threads would only add their
     // start-up and allocator arenas to the cold start and the peak RSS (docs/architecture.md,
     // "How a function runs on Lambda").
-    let functions = source_root()
-        .parent()
-        .and_then(Path::parent)
-        .expect("the workspace root")
-        .join("functions");
+    let functions = workspace_root().join("functions");
     let mut multi_threaded = Vec::new();
     let mut seen = 0;
     for entry in std::fs::read_dir(&functions).expect("functions/ exists") {
