@@ -12,6 +12,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE_DIR/target}"
 if [[ -n "${CI:-}" ]]; then
     export CARGO_TERM_COLOR=never
 fi
+# The shared caches judge this checkout's own crates by file times, and a fresh clone's are
+# all new: before anything here builds, every file gets the time the caches know its content
+# by, a changed one the time now (scripts/source_times.py; manifest in $CACHE_DIR). Only a
+# fresh clone may have its times set back (.ci/run says so with USER_SERVICE_FRESH_CLONE=1);
+# a working tree's files are only ever made newer.
+sync_source_times() {
+    local args=("$CACHE_DIR/source-times.json" "$REPO_ROOT")
+    [[ -z "${USER_SERVICE_FRESH_CLONE:-}" ]] || args+=(--restore)
+    python3 "$REPO_ROOT/scripts/source_times.py" "${args[@]}"
+}
+if [[ -e "$REPO_ROOT/.git" ]] && command -v git >/dev/null; then
+    sync_source_times
+fi
 case ":$PATH:" in
     *":$HOME/.cargo/bin:"*) ;;
     *) export PATH="$HOME/.cargo/bin:$PATH" ;;

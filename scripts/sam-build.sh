@@ -31,8 +31,9 @@
 # cache's lock whenever a test build runs (they share no artifacts anyway: other target,
 # other profile, cargo-lambda's `-C target-cpu=neoverse-n1`). Like the x86 cache, it is
 # shared by every clone on the machine: cargo names the workspace's own crates by their path
-# inside the workspace and judges them fresh by file times, so clones reuse each other's
-# compiled crates (a second worktree's first build took 24 s).
+# inside the workspace and judges them fresh by file times, which scripts/source_times.py
+# (run when lib.sh is sourced) sets to when the caches first saw each file's content, so
+# clones reuse each other's compiled crates.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh

@@ -10,9 +10,12 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// The workspace root: the tests crate's parent.
+/// The workspace root: the tests crate's parent. Read when the test runs (`cargo test` sets
+/// the variable), not with `env!` at compile time: a test binary that the shared build cache
+/// kept from another clone would read that clone's files.
 pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let tests_crate = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    Path::new(&tests_crate)
         .parent()
         .expect("the tests crate sits in the workspace")
         .to_path_buf()

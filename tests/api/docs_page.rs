@@ -2,8 +2,6 @@
 //! the Content-Security-Policy, relative URLs; and `GET /openapi.json` as the checked-in file.
 //! That the page renders is the browser test's (`scripts/docs-browser.sh`).
 
-use std::path::Path;
-
 use reqwest::Response;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use user_service_tests::{TestApp, assert_problem};
@@ -108,7 +106,7 @@ async fn the_document_served_is_the_checked_in_file() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, CONTENT_TYPE), "application/json");
     let served = response.text().await.expect("the document");
-    let checked_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
+    let checked_in = crate::docs::workspace_root().join("openapi.json");
     let checked_in = std::fs::read_to_string(&checked_in).expect("openapi.json");
     assert!(
         served == checked_in,

@@ -158,3 +158,36 @@ fn every_function_runs_on_one_thread() {
         multi_threaded.join("\n")
     );
 }
+
+#[test]
+fn no_code_remembers_the_folder_it_was_compiled_in() {
+    // Clones share one build cache and reuse each other's binaries (scripts/source_times.py):
+    // a path fixed at compile time would be the path of whichever clone compiled it, so a
+    // test would read, or write, another clone's files. `cargo test` sets the variable at
+    // run time too: read it there.
+    let needle = format!("env!(\"{}\")", "CARGO_MANIFEST_DIR");
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["shared", "functions", "tests", "examples"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(
+        files.len() > 100,
+        "found the sources under {}",
+        root.display()
+    );
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .expect("readable source")
+                .contains(&needle)
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "compile-time CARGO_MANIFEST_DIR in:\n{}",
+        offenders.join("\n")
+    );
+}

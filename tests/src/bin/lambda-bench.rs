@@ -46,6 +46,10 @@ struct Args {
     /// `NAME=VALUE` for every function's environment (repeatable), e.g. a secret's ARN.
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Also copy each measured process's `/proc/PID/smaps` after its last checkpoint into
+    /// this directory (`FUNCTION.smaps`), to see which mappings its memory is in.
+    #[arg(long)]
+    smaps: Option<PathBuf>,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -435,6 +439,11 @@ async fn measure(
         let (hwm, rss) = process.memory_kib()?;
         hwm_kib.push(hwm);
         rss_kib = rss;
+    }
+    if let Some(smaps_dir) = &args.smaps {
+        std::fs::create_dir_all(smaps_dir)?;
+        let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", process.pid()))?;
+        std::fs::write(smaps_dir.join(format!("{function}.smaps")), smaps)?;
     }
     Ok(Row {
         function: function.to_owned(),
