@@ -24,6 +24,11 @@ cd "$REPO_ROOT"
 ensure_services
 command -v zip >/dev/null || log "zip not found: the zip column will say n/a"
 
+# The functions as sam-build.sh builds them (for size: LAMBDA_OPT_LEVEL in lib.sh), in a
+# cache of their own, so that they and scripts/load.sh's server (opt-level 3) do not
+# replace each other's release binaries.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="$LAMBDA_OPT_LEVEL"
+export CARGO_TARGET_DIR="$CACHE_DIR/target-lambda-x86"
 if [[ -z "${LAMBDA_BIN_DIR:-}" ]]; then
     log "building the release binaries: cargo build --release --workspace --bins"
     cargo build --release --workspace --bins

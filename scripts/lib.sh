@@ -30,6 +30,12 @@ case ":$PATH:" in
     *) export PATH="$HOME/.cargo/bin:$PATH" ;;
 esac
 
+# The Lambda functions' builds (scripts/sam-build.sh, scripts/lambda-bench.sh) optimise for
+# size; Cargo.toml's [profile.release] keeps the password hash at opt-level 3 and the local
+# server is built at 3 throughout. See docs/performance.md ("What a function's memory is").
+# shellcheck disable=SC2034 # used by the scripts that source this file
+LAMBDA_OPT_LEVEL=s
+
 PG_HOST=127.0.0.1
 PG_PORT=5432
 REDIS_HOST=127.0.0.1

@@ -53,6 +53,8 @@ ZIP_LIMIT_BYTES=$((10 * 1024 * 1024))
 BUILD_DIR=.aws-sam/build
 
 export CARGO_TARGET_DIR="${LAMBDA_CARGO_TARGET_DIR:-$CACHE_DIR/target-lambda}"
+# Built for size (see LAMBDA_OPT_LEVEL in lib.sh); SAM's own cargo-lambda runs inherit it.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="$LAMBDA_OPT_LEVEL"
 # SAM and boto: no telemetry, no instance-metadata probing, a region for the transform.
 export SAM_CLI_TELEMETRY=0
 export AWS_EC2_METADATA_DISABLED=true

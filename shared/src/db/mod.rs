@@ -10,6 +10,7 @@ pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod email_tokens;
 pub(crate) mod mfa;
+mod migrations;
 pub mod prune;
 pub(crate) mod reset_tokens;
 pub mod runtime_role;
@@ -392,10 +393,6 @@ impl Db {
     }
 }
 
-mod embedded {
-    refinery::embed_migrations!("../migrations");
-}
-
 /// Arbitrary constant naming the advisory lock that serialises migrations, so several
 /// instances starting at once apply each migration exactly once.
 const MIGRATION_LOCK: i64 = 0x7573_6572_7376_6331; // "usersvc1"
@@ -413,7 +410,7 @@ pub async fn migrate(connector: &Connector) -> anyhow::Result<usize> {
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .context("taking the migration lock")?;
-    let report = embedded::migrations::runner()
+    let report = migrations::runner()?
         .run_async(&mut client)
         .await
         .context("applying migrations");
@@ -451,7 +448,7 @@ pub struct MigrationStatus {
 /// The migration state of the database `client` is connected to, read only: a database
 /// never migrated has no history table, and then every migration is pending.
 pub async fn migration_status(client: &mut Client) -> anyhow::Result<MigrationStatus> {
-    let runner = embedded::migrations::runner();
+    let runner = migrations::runner()?;
     // refinery's default history table; reading it when absent would be an error.
     let exists: bool = client
         .query_one(
