@@ -10,7 +10,7 @@ cache had built exactly this content before.
 The manifest (in the cache directory, beside the caches it speaks for) holds, per file of
 the checkout, the SHA-256 of its content and a time T, with this meaning: every build into
 the caches since T read this content. For each file git tracks (or would track: untracked
-files that are not ignored):
+files that are not ignored), and each folder that holds one (its content: its entries):
 - content the manifest knows: the file gets the time T, so that the builds since T count
   as fresh for it. With --restore (a fresh clone: .ci/run) that can make the file older than
   it is; without it (a working tree, which may have a target/ of its own that the manifest
@@ -49,6 +49,29 @@ def digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def contents(root):
+    """(path, SHA-256) of every file, then of every folder holding one: a folder's content is
+    the list of its entries (`rerun-if-changed` on a folder compares the folder's own time),
+    and its path ends in a slash."""
+    files, folders = [], {}
+    for rel in checkout_files(root):
+        path = os.path.join(root, rel)
+        # Deleted but still in the index, a symlink, a submodule: nothing cargo reads by time.
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        files.append((rel, digest(path)))
+        child = rel
+        while "/" in child:
+            parent, name = child.rsplit("/", 1)
+            folders.setdefault(parent, set()).add(name)
+            child = parent
+    listing = [
+        (f"{folder}/", hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest())
+        for folder, names in sorted(folders.items())
+    ]
+    return files + listing
+
+
 def main():
     if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--restore"]):
         sys.exit("usage: source_times.py MANIFEST CHECKOUT [--restore]")
@@ -62,12 +85,8 @@ def main():
 
     now = time.time_ns()
     manifest, kept, changed = {}, 0, []
-    for rel in checkout_files(root):
+    for rel, sha in contents(root):
         path = os.path.join(root, rel)
-        # Deleted but still in the index, a symlink, a submodule: nothing cargo reads by time.
-        if os.path.islink(path) or not os.path.isfile(path):
-            continue
-        sha = digest(path)
         entry = known.get(rel)
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == sha:
             known_since = int(entry[1])
@@ -88,7 +107,8 @@ def main():
 
     shown = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
     print(
-        f"source times: {kept} files as the build caches saw them, {len(changed)} new or changed"
+        f"source times: {kept} files and folders as the build caches saw them, "
+        f"{len(changed)} new or changed"
         + (f" ({shown})" if changed and kept else ""),
         file=sys.stderr,
     )

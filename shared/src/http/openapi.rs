@@ -183,7 +183,9 @@ pub const DOCS: &str = "/docs";
 pub const DOCS_ASSET: &str = "/docs/{asset}";
 
 /// The checked-in document, as `GET /openapi.json` serves it.
-const CHECKED_IN: &str = include_str!("../../../openapi.json");
+// A copy in OUT_DIR (shared/build.rs): a file outside the crate's folder would make every
+// clone sharing the build cache compile the library again.
+const CHECKED_IN: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// This endpoint's router (the document, the page and its files).
 pub fn router() -> axum::Router<crate::http::state::AppState> {
