@@ -87,15 +87,16 @@ def main():
     manifest, kept, changed = {}, 0, []
     for rel, sha in contents(root):
         path = os.path.join(root, rel)
+        mtime = os.stat(path).st_mtime_ns
         entry = known.get(rel)
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == sha:
             known_since = int(entry[1])
-            stamp = known_since if restore else max(known_since, os.stat(path).st_mtime_ns)
+            stamp = known_since if restore else max(known_since, mtime)
             kept += 1
         else:
             known_since = stamp = now
             changed.append(rel)
-        if os.stat(path).st_mtime_ns != stamp:
+        if mtime != stamp:
             os.utime(path, ns=(stamp, stamp))
         manifest[rel] = [sha, known_since]
 

@@ -40,6 +40,15 @@ pub mod services;
 pub mod telemetry;
 pub(crate) mod tls;
 
+/// The workspace root, for the unit tests that read the repository. Read when the test runs
+/// (`cargo test` sets `CARGO_MANIFEST_DIR`), never with `env!`: a test binary that the shared
+/// build cache kept from another clone would read, or write, that clone's files.
+#[cfg(test)]
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    std::path::Path::new(&manifest_dir).join("..")
+}
+
 pub use app::{App, StartupError};
 pub use config::Config;
 pub use http::AppState;

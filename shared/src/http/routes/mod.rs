@@ -165,16 +165,13 @@ impl From<IssuedTokens> for TokenPair {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::path::Path;
 
     /// Function crates that are not HTTP endpoints.
     const NON_HTTP_FUNCTIONS: &[&str] = &["authorizer", "cleanup", "migrate", "rotate-keys"];
 
     #[test]
     fn every_endpoint_has_a_function_crate_and_every_crate_an_endpoint() {
-        // At run time (`cargo test` sets it), not `env!`: see openapi's checked-in test.
-        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
-        let functions = Path::new(&manifest_dir).join("../functions");
+        let functions = crate::workspace_root().join("functions");
         let crates: BTreeSet<String> = std::fs::read_dir(&functions)
             .expect("functions/ exists")
             .filter_map(|entry| entry.ok())
