@@ -113,7 +113,11 @@ impl CachedSecret {
         {
             return Ok(value.clone());
         }
-        let value = self.manager.current_value(&self.secret_id).await?;
+        // Boxed: the SDK's request future (and the client's first load) is kilobytes, and
+        // an unboxed await would put it inline in every future that may read a secret: a
+        // database query, a Redis command, a token check. They would all carry it on every
+        // request (moved and allocated with them) for a read that happens once in a while.
+        let value = Box::pin(self.manager.current_value(&self.secret_id)).await?;
         *cached = Some((Instant::now(), value.clone()));
         Ok(value)
     }

@@ -228,11 +228,15 @@ impl Revocations {
             self.user_key(user_id),
             crate::profiles::version_key(&self.cache, user_id),
         ];
-        let in_db = |profile| async move {
-            let revoked = self
-                .is_revoked_in_db(user_id, session_id, issued_at_ms)
-                .await?;
-            Ok(Standing { revoked, profile })
+        // The fallback, boxed: only a Redis outage takes it, and inline its Postgres query
+        // would make every token check's future several times larger.
+        let in_db = |profile| {
+            Box::pin(async move {
+                let revoked = self
+                    .is_revoked_in_db(user_id, session_id, issued_at_ms)
+                    .await?;
+                Ok(Standing { revoked, profile })
+            })
         };
         match self.read_mirror(&keys).await {
             Ok((Completeness::Complete, (_, session, user_cutoff_ms, profile))) => Ok(Standing {

@@ -49,7 +49,6 @@ pub fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(reject_large_bodies))
         .layer(middleware::from_fn(log_request))
-        .layer(middleware::from_fn(no_store))
         .with_state(state)
 }
 
@@ -65,20 +64,6 @@ fn never_cached(path: &str) -> bool {
         || path.starts_with("/v1/")
         || path == routes::health::HEALTHZ
         || path == routes::health::READYZ
-}
-
-/// `Cache-Control: no-store` on the responses of [`never_cached`] paths, whatever answered:
-/// a handler, an extractor's problem, a layer's 413, the 404 and 405 fallbacks. Outermost of
-/// the common layers, so that nothing inside can answer without it.
-async fn no_store(request: Request, next: Next) -> Response {
-    let applies = never_cached(request.uri().path());
-    let mut response = next.run(request).await;
-    if applies {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
-    }
-    response
 }
 
 async fn not_found() -> ApiError {
@@ -107,8 +92,14 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One structured event per request: method, route, status, latency and request id (taken
 /// from `X-Request-Id` when it looks sane, else a new UUIDv7; echoed in the response).
+///
+/// Outermost of the common layers, it also gives the responses of [`never_cached`] paths
+/// `Cache-Control: no-store`, whatever answered: a handler, an extractor's problem, a
+/// layer's 413, the 404 and 405 fallbacks. (One layer for both: each `from_fn` layer costs
+/// every request a boxed future and a clone of the service inside it.)
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let no_store = never_cached(request.uri().path());
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
@@ -135,6 +126,11 @@ async fn log_request(request: Request, next: Next) -> Response {
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    if no_store {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     }
     response
 }

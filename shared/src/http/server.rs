@@ -24,7 +24,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::Router;
@@ -134,6 +134,13 @@ impl Phase {
 }
 
 /// One connection until it closes: hyper serves it, this enforces its deadlines.
+///
+/// Cheap per request, because the phase changes on every request: a request only writes
+/// its phase (a lock nobody else contends: the connection's own task). Every change happens
+/// while hyper's connection future is polled, so the loop reads the phase after each poll
+/// and moves its one timer only when the deadline comes earlier; a later deadline is picked
+/// up when the timer fires. Under steady traffic the timer fires about once per timeout per
+/// connection, not once per request.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -142,70 +149,118 @@ async fn serve_connection(
     mut stopping: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (phase, mut phases) = watch::channel(Phase::Head(Instant::now()));
-    let phase = Arc::new(phase);
+    let phase = SharedPhase::new(Phase::Head(Instant::now()));
     let io = TokioIo::new(Watched {
         stream,
-        phase: Arc::clone(&phase),
+        phase: phase.clone(),
     });
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        phase.send_modify(|p| *p = p.request_started());
-        let mut request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let response = router.clone().oneshot(request);
-        let phase = Arc::clone(&phase);
-        async move {
-            let response = response.await;
-            phase.send_modify(|p| *p = p.request_done());
-            response
-        }
-    });
+    let service = {
+        let phase = phase.clone();
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            phase.update(Phase::request_started);
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let response = router.clone().oneshot(request);
+            let phase = phase.clone();
+            async move {
+                let response = response.await;
+                phase.update(Phase::request_done);
+                response
+            }
+        })
+    };
     let mut connection =
         pin!(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+    let first_deadline = phase.get().deadline(&config);
+    let mut armed = first_deadline;
+    let mut timer = pin!(sleep_until(first_deadline));
+    // The server's stop signal (it only ever turns true); `None` once it has been seen.
+    let mut stop = Some(Box::pin(stopping.changed()));
     let mut closing = false;
-    loop {
-        let current = *phases.borrow_and_update();
-        // Once closing, an idle connection ends on hyper's next poll: no deadline to wait for.
-        let deadline = match current {
-            Phase::Idle(_) if closing => None,
-            _ => current.deadline(&config),
-        };
-        tokio::select! {
-            result = connection.as_mut() => {
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, %peer, "connection ended with an error");
                 }
-                return;
+                return Poll::Ready(());
             }
-            // A new phase, a new deadline.
-            Ok(()) = phases.changed() => {}
-            () = sleep_until(deadline) => match current {
-                // Dropping the connection closes the socket: nothing is owed to a client
-                // that has not sent a whole request.
-                Phase::Head(_) => {
-                    tracing::info!(%peer, "request head not received within the header-read timeout; connection closed");
-                    return;
-                }
-                Phase::Idle(_) => {
+            if let Some(changed) = stop.as_mut()
+                && let Poll::Ready(changed) = changed.as_mut().poll(cx)
+            {
+                stop = None;
+                if changed.is_ok() {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
+                    continue;
                 }
-                Phase::Busy(_) => {}
-            },
-            // The server's stop signal (it only ever turns true).
-            Ok(()) = stopping.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
+            }
+            let current = phase.get();
+            // Once closing, an idle connection ends on hyper's next poll: no deadline to wait for.
+            let due = match current {
+                Phase::Idle(_) if closing => None,
+                _ => current.deadline(&config),
+            };
+            if let Some(due) = due
+                && armed.is_none_or(|armed| due < armed)
+            {
+                timer.as_mut().reset(due);
+                armed = Some(due);
+            }
+            if armed.is_none() || timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer fired: the deadline of the phase the connection is in now decides.
+            match (current, due) {
+                (_, Some(due)) if due > Instant::now() => {
+                    timer.as_mut().reset(due);
+                    armed = Some(due);
+                }
+                // Dropping the connection closes the socket: nothing is owed to a client
+                // that has not sent a whole request.
+                (Phase::Head(_), Some(_)) => {
+                    tracing::info!(%peer, "request head not received within the header-read timeout; connection closed");
+                    return Poll::Ready(());
+                }
+                (Phase::Idle(_), Some(_)) => {
+                    closing = true;
+                    armed = None;
+                    connection.as_mut().graceful_shutdown();
+                }
+                // Busy (or idle while closing): no deadline until the phase changes.
+                _ => armed = None,
             }
         }
-    }
+    })
+    .await;
 }
 
-/// Sleeps until `deadline`, or for ever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// Sleeps until `deadline`, or for ever without one (until reset).
+fn sleep_until(deadline: Option<Instant>) -> tokio::time::Sleep {
+    // A far instant stands for "never": the timer is not polled while nothing is armed.
+    tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + FAR_FUTURE))
+}
+
+/// What "never" is for a timer that has no deadline yet (about 30 years, as tokio's own).
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
+
+/// A connection's [`Phase`], shared by its socket, its requests and its loop: all on the
+/// connection's own task, so the lock is never contended.
+#[derive(Clone)]
+struct SharedPhase(Arc<Mutex<Phase>>);
+
+impl SharedPhase {
+    fn new(phase: Phase) -> Self {
+        Self(Arc::new(Mutex::new(phase)))
+    }
+
+    fn get(&self) -> Phase {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(Phase) -> Phase) {
+        let mut phase = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *phase = change(*phase);
     }
 }
 
@@ -213,7 +268,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// on an idle connection (the header-read timeout starts then).
 struct Watched {
     stream: TcpStream,
-    phase: Arc<watch::Sender<Phase>>,
+    phase: SharedPhase,
 }
 
 impl AsyncRead for Watched {
@@ -225,12 +280,9 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.phase.send_if_modified(|phase| match phase {
-                Phase::Idle(_) => {
-                    *phase = Phase::Head(Instant::now());
-                    true
-                }
-                Phase::Head(_) | Phase::Busy(_) => false,
+            self.phase.update(|phase| match phase {
+                Phase::Idle(_) => Phase::Head(Instant::now()),
+                Phase::Head(_) | Phase::Busy(_) => phase,
             });
         }
         polled
