@@ -12,6 +12,18 @@
 # throwaway database and Redis key prefix, and prints a Markdown table per scenario:
 # requests/s, latency percentiles, errors (non-2xx responses + transport errors) and the
 # server's peak RSS during the run (VmRSS sampled every 100 ms).
+#
+#   scripts/load.sh --instructions                # instructions per GET /me, by callgrind
+#   REQUESTS=5000 scripts/load.sh --instructions
+#
+# With --instructions the same server runs under `valgrind --tool=callgrind` instead, gets 500
+# `GET /v1/users/me` to warm up, then REQUESTS (default 3000) at 10 connections with the
+# counters zeroed, and the script prints the instructions per request and the 15 functions
+# that cost the most of them (self cost). Instruction counts, unlike req/s, barely move with
+# whatever else the machine is doing, so two builds compare to a few percent on a noisy VM.
+# The profile stays in CALLGRIND_OUT (default ~/.cache/user-service/callgrind.out.load.1)
+# for `callgrind_annotate`. For function names build with `CARGO_PROFILE_RELEASE_STRIP=none`
+# (symbols do not change the code).
 # Traffic goes to 127.0.0.1 only; every run stops after DURATION seconds.
 set -euo pipefail
 
@@ -19,9 +31,18 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
+INSTRUCTIONS=false
+case "${1:-}" in
+    "") ;;
+    --instructions) INSTRUCTIONS=true ;;
+    *) die "unknown argument '$1' (the one argument is --instructions)" ;;
+esac
 DURATION="${DURATION:-15}"
 LOAD_PORT="${LOAD_PORT:-18080}"
+REQUESTS="${REQUESTS:-3000}"
+CALLGRIND_OUT="${CALLGRIND_OUT:-$CACHE_DIR/callgrind.out.load}"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds, got '$DURATION'"
+[[ "$REQUESTS" =~ ^[1-9][0-9]*$ ]] || die "REQUESTS must be a whole number, got '$REQUESTS'"
 [[ "$LOAD_PORT" =~ ^[1-9][0-9]*$ ]] || die "LOAD_PORT must be a port number, got '$LOAD_PORT'"
 
 ADDR="127.0.0.1:$LOAD_PORT"
@@ -67,6 +88,11 @@ trap 'exit 143' TERM
 for tool in curl python3 psql pgrep; do
     command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl python3 postgresql-client procps)"
 done
+if [[ "$INSTRUCTIONS" == true ]]; then
+    for tool in valgrind callgrind_control callgrind_annotate; do
+        command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y valgrind)"
+    done
+fi
 
 prepare_oha
 
@@ -89,7 +115,15 @@ if tcp_open 127.0.0.1 "$LOAD_PORT"; then
 fi
 
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/user-service-load.XXXXXX")"
-log "==> starting $SERVER_BIN serve on $ADDR (database $DB_NAME, Redis prefix $REDIS_PREFIX)"
+SERVER_CMD=("$SERVER_BIN")
+STARTUP_SECONDS=60
+if [[ "$INSTRUCTIONS" == true ]]; then
+    mkdir -p "$(dirname "$CALLGRIND_OUT")"
+    rm -f "$CALLGRIND_OUT" "$CALLGRIND_OUT".*
+    SERVER_CMD=(valgrind --tool=callgrind --callgrind-out-file="$CALLGRIND_OUT" "$SERVER_BIN")
+    STARTUP_SECONDS=120
+fi
+log "==> starting ${SERVER_CMD[*]} serve on $ADDR (database $DB_NAME, Redis prefix $REDIS_PREFIX)"
 LISTEN_ADDR="$ADDR" \
     DATABASE_URL="postgres://postgres@$PG_HOST:$PG_PORT/$DB_NAME" \
     REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" \
@@ -98,10 +132,11 @@ LISTEN_ADDR="$ADDR" \
     RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE="${RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE:-0}" \
     LOCKOUT_THRESHOLD="${LOCKOUT_THRESHOLD:-0}" \
     RUST_LOG="${RUST_LOG:-warn}" \
-    "$SERVER_BIN" serve >"$WORK_DIR/server.log" 2>&1 </dev/null &
+    "${SERVER_CMD[@]}" serve >"$WORK_DIR/server.log" 2>&1 </dev/null &
 SERVER_PID=$!
 
-wait_until 60 answers_200 "$SERVER_PID" "$BASE/healthz" || die "GET $BASE/healthz did not answer 200 within 60 s"
+wait_until "$STARTUP_SECONDS" answers_200 "$SERVER_PID" "$BASE/healthz" ||
+    die "GET $BASE/healthz did not answer 200 within $STARTUP_SECONDS s"
 log "server is up (pid $SERVER_PID)"
 
 # post_json PATH BODY OUTFILE: prints the HTTP status.
@@ -122,6 +157,30 @@ TOKEN="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"
 status="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 \
     -H "Authorization: Bearer $TOKEN" "$BASE/v1/users/me")"
 [[ "$status" == 200 ]] || die "GET /v1/users/me with the fresh token answered $status"
+
+# --- instructions (--instructions) ---------------------------------------------------------
+
+if [[ "$INSTRUCTIONS" == true ]]; then
+    me() {
+        oha "${OHA_ARGS[@]}" -n "$1" -c 10 -H "Authorization: Bearer $TOKEN" "$BASE/v1/users/me"
+    }
+    log "==> GET /v1/users/me under callgrind: 500 to warm up, then $REQUESTS counted"
+    me 500 >/dev/null
+    callgrind_control -z "$SERVER_PID" >/dev/null
+    me "$REQUESTS" >"$WORK_DIR/instructions.json"
+    callgrind_control -d "$SERVER_PID" >/dev/null
+    ok="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["statusCodeDistribution"].get("200", 0))' \
+        <"$WORK_DIR/instructions.json")"
+    ((ok == REQUESTS)) || die "only $ok of $REQUESTS requests answered 200"
+    # The dump after the zeroing is the last file callgrind wrote (OUT.1, OUT.2, ...).
+    dump="$(printf '%s\n' "$CALLGRIND_OUT".* | sort -V | tail -n 1)"
+    total="$(callgrind_annotate "$dump" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
+    echo "instructions per GET /v1/users/me: $((total / REQUESTS)) ($total over $REQUESTS requests; $dump)"
+    # The thread entry points, which hold the whole run, are not costs of their own.
+    callgrind_annotate --threshold=100 "$dump" | grep -E '^ *[0-9,]+ \(' |
+        grep -vE 'PROGRAM TOTALS|\((9[0-9]|100)\.[0-9]+%\)' | sed -n '1,15p'
+    exit 0
+fi
 
 # --- runs ----------------------------------------------------------------------------------
 
