@@ -171,11 +171,10 @@ async fn serve_connection(
     };
     let mut connection =
         pin!(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
-    let first_deadline = phase.get().deadline(&config);
-    let mut armed = first_deadline;
-    let mut timer = pin!(sleep_until(first_deadline));
+    // The one deadline timer; [`never`] stands for "nothing armed".
+    let mut timer = pin!(tokio::time::sleep_until(never()));
     // The server's stop signal (it only ever turns true); `None` once it has been seen.
-    let mut stop = Some(Box::pin(stopping.changed()));
+    let mut stop = pin!(Some(stopping.changed()));
     let mut closing = false;
     std::future::poll_fn(|cx| {
         loop {
@@ -185,10 +184,10 @@ async fn serve_connection(
                 }
                 return Poll::Ready(());
             }
-            if let Some(changed) = stop.as_mut()
-                && let Poll::Ready(changed) = changed.as_mut().poll(cx)
+            if let Some(changed) = stop.as_mut().as_pin_mut()
+                && let Poll::Ready(changed) = changed.poll(cx)
             {
-                stop = None;
+                stop.set(None);
                 if changed.is_ok() {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
@@ -202,20 +201,16 @@ async fn serve_connection(
                 _ => current.deadline(&config),
             };
             if let Some(due) = due
-                && armed.is_none_or(|armed| due < armed)
+                && due < timer.deadline()
             {
                 timer.as_mut().reset(due);
-                armed = Some(due);
             }
-            if armed.is_none() || timer.as_mut().poll(cx).is_pending() {
+            if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             // The timer fired: the deadline of the phase the connection is in now decides.
             match (current, due) {
-                (_, Some(due)) if due > Instant::now() => {
-                    timer.as_mut().reset(due);
-                    armed = Some(due);
-                }
+                (_, Some(due)) if due > Instant::now() => timer.as_mut().reset(due),
                 // Dropping the connection closes the socket: nothing is owed to a client
                 // that has not sent a whole request.
                 (Phase::Head(_), Some(_)) => {
@@ -224,25 +219,21 @@ async fn serve_connection(
                 }
                 (Phase::Idle(_), Some(_)) => {
                     closing = true;
-                    armed = None;
+                    timer.as_mut().reset(never());
                     connection.as_mut().graceful_shutdown();
                 }
                 // Busy (or idle while closing): no deadline until the phase changes.
-                _ => armed = None,
+                _ => timer.as_mut().reset(never()),
             }
         }
     })
     .await;
 }
 
-/// Sleeps until `deadline`, or for ever without one (until reset).
-fn sleep_until(deadline: Option<Instant>) -> tokio::time::Sleep {
-    // A far instant stands for "never": the timer is not polled while nothing is armed.
-    tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + FAR_FUTURE))
+/// The instant that stands for "no deadline": about 30 years away, as tokio's own.
+fn never() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
 }
-
-/// What "never" is for a timer that has no deadline yet (about 30 years, as tokio's own).
-const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365 * 30);
 
 /// A connection's [`Phase`], shared by its socket, its requests and its loop: all on the
 /// connection's own task, so the lock is never contended.
