@@ -24,6 +24,7 @@
 # The profile stays in CALLGRIND_OUT (default ~/.cache/user-service/callgrind.out.load.1)
 # for `callgrind_annotate`. For function names build with `CARGO_PROFILE_RELEASE_STRIP=none`
 # (symbols do not change the code).
+#
 # Traffic goes to 127.0.0.1 only; every run stops after DURATION seconds.
 set -euo pipefail
 
@@ -172,9 +173,11 @@ if [[ "$INSTRUCTIONS" == true ]]; then
     ok="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["statusCodeDistribution"].get("200", 0))' \
         <"$WORK_DIR/instructions.json")"
     ((ok == REQUESTS)) || die "only $ok of $REQUESTS requests answered 200"
-    # The dump after the zeroing is the last file callgrind wrote (OUT.1, OUT.2, ...).
+    # The dump after the zeroing is the last file callgrind wrote (OUT.1, OUT.2, ...). The
+    # filters read their whole input: one that stopped early would end the pipeline with
+    # SIGPIPE, a failure under pipefail.
     dump="$(printf '%s\n' "$CALLGRIND_OUT".* | sort -V | tail -n 1)"
-    total="$(callgrind_annotate "$dump" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')"
+    total="$(callgrind_annotate "$dump" | awk '/PROGRAM TOTALS/ && !seen++ {gsub(",", "", $1); print $1}')"
     echo "instructions per GET /v1/users/me: $((total / REQUESTS)) ($total over $REQUESTS requests; $dump)"
     # The thread entry points, which hold the whole run, are not costs of their own.
     callgrind_annotate --threshold=100 "$dump" | grep -E '^ *[0-9,]+ \(' |
